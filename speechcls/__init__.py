@@ -1,0 +1,3 @@
+"""speechcls: speech-command classifiers with PyTorch Lightning and Hydra."""
+
+__version__ = "0.1.0"

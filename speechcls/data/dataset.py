@@ -1,0 +1,43 @@
+"""Fixed-length waveform items: the cheap CPU part of the data path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, fix_length, read_audio
+
+UNLABELLED = -1
+
+
+class WaveformDataset(Dataset):
+    """(waveform of `length` samples, class index or -1) for each file.
+
+    Random placement only when `train`; otherwise the deterministic pad/trim of `fix_length`.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        labels: Sequence[int] | None = None,
+        train: bool = False,
+        sample_rate: int = SAMPLE_RATE,
+        length: int = CLIP_SAMPLES,
+    ) -> None:
+        if labels is not None and len(labels) != len(paths):
+            raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
+        self.paths = [Path(p) for p in paths]
+        self.labels = list(labels) if labels is not None else [UNLABELLED] * len(self.paths)
+        self.train = train
+        self.sample_rate = sample_rate
+        self.length = length
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        wave = read_audio(self.paths[index], self.sample_rate)
+        return fix_length(wave, self.length, random=self.train), self.labels[index]

@@ -1,0 +1,43 @@
+"""Log-mel spectrograms computed on batches, on the training device."""
+
+from __future__ import annotations
+
+import torch
+import torchaudio
+from torch import nn
+
+from speechcls.audio import SAMPLE_RATE
+
+
+class LogMel(nn.Module):
+    """Waveforms (batch, samples) -> log-mel spectrograms (batch, 1, n_mels, frames) in dB."""
+
+    def __init__(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        n_fft: int = 1024,
+        win_length: int | None = None,
+        hop_length: int = 512,
+        n_mels: int = 64,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        top_db: float | None = 80.0,
+    ) -> None:
+        super().__init__()
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            win_length=win_length,
+            hop_length=hop_length,
+            n_mels=n_mels,
+            f_min=f_min,
+            f_max=f_max,
+        )
+        self.to_db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=top_db)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        # The explicit channel axis matters: AmplitudeToDB applies top_db per item only for
+        # (batch, channel, freq, time); for (batch, freq, time) it clamps the whole batch at once,
+        # making an item's features depend on the other clips in its batch.
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            return self.to_db(self.mel(wave.float().unsqueeze(1)))

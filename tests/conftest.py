@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny Kaggle-layout folder of tones and the real configs composed for tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from speechcls.train import CONFIG_DIR
+
+TINY_CLASSES = ["down", "go", "up"]
+
+
+def write_tone(path: Path, frequency: float, seconds: float, sample_rate: int, rng: np.random.Generator) -> None:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    wave = 0.5 * np.sin(2 * np.pi * frequency * t) + 0.05 * rng.standard_normal(t.size)
+    sf.write(path, wave.astype(np.float32), sample_rate, subtype="PCM_16")
+
+
+def make_kaggle_folder(root: Path, clips_per_class: int = 10, test_clips: int = 5, seed: int = 0) -> Path:
+    """Tones whose pitch gives the class, of varied lengths and sample rates, in the Kaggle layout."""
+    rng = np.random.default_rng(seed)
+    audio = root / "audio_files"
+    audio.mkdir(parents=True)
+    rows = []
+    for label_index, label in enumerate(TINY_CLASSES):
+        for i in range(clips_per_class):
+            name = f"{label}_{i}.wav"
+            rate = [16000, 22050, 8000][i % 3]
+            write_tone(audio / name, 400 * (label_index + 1), rng.uniform(0.6, 1.4), rate, rng)
+            rows.append((name, label))
+    pd.DataFrame(rows, columns=["file_name", "target"]).to_csv(root / "train.csv", index=False)
+    test_rows = []
+    for i in range(test_clips):
+        name = f"test_{i}.wav"
+        label_index = i % len(TINY_CLASSES)
+        write_tone(audio / name, 400 * (label_index + 1), 1.0, 16000, rng)
+        test_rows.append((name, TINY_CLASSES[label_index]))
+    answers = pd.DataFrame(test_rows, columns=["file_name", "target"])
+    answers.to_csv(root / "test_labels.csv", index=False)
+    answers.assign(target=TINY_CLASSES[0]).to_csv(root / "sample_submission.csv", index=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def kaggle_root(tmp_path_factory) -> Path:
+    return make_kaggle_folder(tmp_path_factory.mktemp("kaggle"))
+
+
+def compose_train(tmp_path: Path, *overrides: str, config_name: str = "train") -> DictConfig:
+    """The real composed training config on the tiny folder, writing only under tmp_path."""
+    base = [
+        f"paths.root_dir={tmp_path}",
+        f"paths.output_dir={tmp_path / 'run'}",
+        "data.num_workers=0",
+        "data.batch_size=8",
+        "callbacks.progress_bar=null",
+    ]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name=config_name, overrides=[*base, *overrides])

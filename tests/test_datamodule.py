@@ -1,0 +1,51 @@
+from collections import Counter
+
+import pytest
+from hydra.utils import instantiate
+
+from conftest import TINY_CLASSES, compose_train
+from speechcls.audio import CLIP_SAMPLES
+from speechcls.data.tables import TableError
+
+
+def make_datamodule(tmp_path, root, *overrides):
+    cfg = compose_train(tmp_path, "data=kaggle", f"data.root={root}", *overrides)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    return datamodule
+
+
+def test_split_is_stratified_sorted_and_reproducible(tmp_path, kaggle_root):
+    first = make_datamodule(tmp_path, kaggle_root)
+    second = make_datamodule(tmp_path, kaggle_root)
+    assert first.classes == sorted(TINY_CLASSES)
+    assert first.splits["val"].paths == second.splits["val"].paths
+    assert Counter(first.splits["val"].labels) == {0: 2, 1: 2, 2: 2}
+    assert set(first.splits["val"].paths).isdisjoint(first.splits["train"].paths)
+    other_seed = make_datamodule(tmp_path, kaggle_root, "seed=7")
+    assert other_seed.splits["val"].paths != first.splits["val"].paths
+
+
+def test_eval_items_are_fixed_length_and_deterministic(tmp_path, kaggle_root):
+    datamodule = make_datamodule(tmp_path, kaggle_root)
+    val = datamodule.splits["val"]
+    for index in range(len(val)):
+        wave, label = val[index]
+        assert wave.shape == (CLIP_SAMPLES,) and 0 <= label < 3
+        assert (wave == val[index][0]).all()
+    batch, labels = next(iter(datamodule.val_dataloader()))
+    assert batch.shape == (6, CLIP_SAMPLES) and labels.shape == (6,)
+
+
+def test_predict_loader_keeps_sample_order(tmp_path, kaggle_root):
+    datamodule = make_datamodule(tmp_path, kaggle_root)
+    names = [p.name for p in datamodule.predict_dataloader().dataset.paths]
+    assert names == list(datamodule.predict_table()["file_name"])
+
+
+def test_a_class_with_one_clip_is_a_clear_error(tmp_path, kaggle_root):
+    root = tmp_path / "one"
+    root.mkdir()
+    (root / "train.csv").write_text("file_name,target\na.wav,up\nb.wav,up\nc.wav,down\n")
+    with pytest.raises(TableError, match="at least 2 clips per class.*down"):
+        make_datamodule(tmp_path, root)
