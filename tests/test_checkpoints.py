@@ -1,0 +1,32 @@
+import os
+
+import pytest
+
+from speechcls.checkpoints import resolve_checkpoint
+
+
+def make_run(root, name, files, mtime):
+    checkpoints = root / name / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for file in files:
+        (checkpoints / file).write_bytes(b"x")
+        os.utime(checkpoints / file, (mtime, mtime))
+    return root / name
+
+
+def test_resolves_files_runs_and_latest(tmp_path):
+    old = make_run(tmp_path, "old", ["epoch001-acc0.5.ckpt", "last.ckpt"], 1_000)
+    new = make_run(tmp_path, "new", ["epoch003-acc0.9.ckpt", "last.ckpt"], 2_000)
+    assert resolve_checkpoint("best", tmp_path) == new / "checkpoints" / "epoch003-acc0.9.ckpt"
+    assert resolve_checkpoint("last", tmp_path) == new / "checkpoints" / "last.ckpt"
+    assert resolve_checkpoint(old, tmp_path) == old / "checkpoints" / "epoch001-acc0.5.ckpt"
+    assert resolve_checkpoint(f"{old}:last", tmp_path) == old / "checkpoints" / "last.ckpt"
+    file = old / "checkpoints" / "last.ckpt"
+    assert resolve_checkpoint(file, tmp_path) == file
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no training run with checkpoints"):
+        resolve_checkpoint("best", tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such file or run directory"):
+        resolve_checkpoint(tmp_path / "nope.ckpt", tmp_path)
