@@ -1,0 +1,352 @@
+"""A built-in Kaggle-layout data set of the 35 Speech Commands words, synthesized offline with espeak-ng.
+
+`SyntheticSpeechSet(...).ensure(ROOT)` writes, once:
+
+    ROOT/audio_files/<hash>.wav   16 kHz mono PCM_16, exactly CLIP_SAMPLES samples
+    ROOT/train.csv                file_name,target
+    ROOT/sample_submission.csv    file_name,target  the test files, target a placeholder (first word)
+    ROOT/test_labels.csv          file_name,target  the answers, in sample_submission's order
+    ROOT/clips.csv                every clip's split, word, voice and drawn parameters
+    ROOT/manifest.json            format version, espeakng-loader version and all parameters
+
+Each clip draws an English accent and a voice variant (the speaker), speaking rate, pitch, pitch range
+and loudness; the word is trimmed of silence, resampled to 16 kHz, placed at a random offset, given
+coloured background noise at a random SNR and a random band limit on part of the clips, and peak
+normalised to a random level. The test split is spoken only by `test_variants`, which never appear in
+train.csv, so test accuracy measures generalisation to new speakers.
+
+Determinism: every clip's parameters come from a generator seeded by (seed, word, split, index). espeak-ng
+keeps hidden state between utterances that its API cannot reset (pitch flutter, gain control), so each
+word is synthesized in a fresh forked process, in a fixed order: the bytes depend on the parameters (and
+library versions) only, never on `num_workers`.
+
+Atomicity: the set is built in the sibling folder ROOT.tmp-<pid> and renamed to ROOT when complete; a
+replaced ROOT is first moved to ROOT.old-<pid>. Leftovers of both kinds are deleted by the next run, so
+only one generator may write a given ROOT at a time (Lightning runs `prepare_data` on one process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from importlib.metadata import version
+from pathlib import Path
+
+import espeakng_loader
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+from tqdm import tqdm
+
+from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, fix_length
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
+
+WORDS = (
+    "backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward", "four", "go",
+    "happy", "house", "learn", "left", "marvin", "nine", "no", "off", "on", "one", "right", "seven",
+    "sheila", "six", "stop", "three", "tree", "two", "up", "visual", "wow", "yes", "zero",
+)
+
+# English accents shipped with espeak-ng (lang/gmw), shared by both splits.
+ACCENTS = (
+    "en-us", "en-us-nyc", "en", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
+)
+
+# Voice variants (voices/!v) act as speakers. Left out: those whose words a crude MFCC template match
+# against m1/m3/m5/f2 recognised worst, likely hard to understand (Alicia, zac, RicishayMax2/3, UniRobot,
+# kaukovalta, Demonic, announcer, robosoft, shelby), the unstable "fast" test voice and "Mr serious"
+# (a space in its name).
+TRAIN_VARIANTS = (
+    "m1", "m2", "m3", "m5", "m6", "m8", "f1", "f2", "f4", "klatt", "klatt2", "klatt4", "klatt5",
+    "klatt6", "croak", "whisper", "whisperf", "Alex", "Andrea", "AnxiousAndy", "Denis", "Diogo", "Gene",
+    "Gene2", "Henrique", "Hugo", "Jacky", "Lee", "Marco", "Mario", "Michael", "Mike", "Nguyen", "Reed",
+    "RicishayMax", "Storm", "Tweaky", "adam", "anikaRobot", "antonio", "aunty", "belinda", "benjamin",
+    "boris", "caleb", "david", "ed", "edward", "edward2", "gustave", "ian", "iven", "iven2", "iven4",
+    "linda", "marcelo", "max", "miguel", "mike2", "norbert", "pablo", "paul", "pedro", "quincy", "rob",
+    "robosoft2", "robosoft3", "robosoft4", "robosoft6", "robosoft8", "sandro", "steph", "steph3",
+    "travis", "victor",
+)
+# Held out for the test split: ordinary, intelligible speakers of both sexes, formant and Klatt synthesis.
+TEST_VARIANTS = (
+    "m4", "m7", "f3", "f5", "klatt3", "Andy", "anika", "grandma", "grandpa", "iven3", "john", "michel",
+    "robert", "robosoft5", "robosoft7", "steph2",
+)
+
+FORMAT_VERSION = 1
+AUDIO_DIR = "audio_files"
+MANIFEST = "manifest.json"
+SPLITS = ("train", "test")
+ESPEAK_RATE_LIMIT = 450  # words per minute; espeak-ng's fastest
+
+
+@dataclass
+class SyntheticSpeechSet:
+    """Parameters of the synthetic set; ranges are (low, high) drawn uniformly per clip.
+
+    rate is in words per minute, pitch and pitch_range on espeak-ng's 0-99 scale, volume in percent of
+    espeak-ng's default (loud settings engage its limiter); peak_dbfs is the clip's final peak level.
+    """
+
+    clips_per_word: int = 60
+    test_clips_per_word: int = 15
+    seed: int = 0
+    words: Sequence[str] | None = None  # None: all of WORDS
+    accents: Sequence[str] = ACCENTS
+    train_variants: Sequence[str] = TRAIN_VARIANTS
+    test_variants: Sequence[str] = TEST_VARIANTS
+    rate: Sequence[int] = (110, 210)
+    pitch: Sequence[int] = (15, 85)
+    pitch_range: Sequence[int] = (10, 90)
+    volume: Sequence[int] = (70, 140)
+    peak_dbfs: Sequence[float] = (-24.0, -1.0)
+    noise_probability: float = 0.5
+    snr_db: Sequence[float] = (10.0, 30.0)
+    filter_probability: float = 0.3
+    lowpass_hz: Sequence[float] = (3000.0, 7500.0)
+    highpass_hz: Sequence[float] = (50.0, 400.0)
+    num_workers: int = os.cpu_count() or 1
+
+    def __post_init__(self) -> None:
+        # Hydra passes ListConfig: plain tuples pickle to the workers and compare with the manifest.
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, Sequence) and not isinstance(value, str):
+                setattr(self, field.name, tuple(value))
+        self.words = WORDS if self.words is None else self.words
+        unknown = set(self.words) - set(WORDS)
+        if unknown:
+            raise ValueError(f"unknown words {sorted(unknown)}; choose from {WORDS}")
+        shared = set(self.train_variants) & set(self.test_variants)
+        if shared:
+            raise ValueError(f"variants {sorted(shared)} are in both train_variants and test_variants")
+
+    def manifest(self) -> dict:
+        """What the folder is a function of; `ensure` regenerates when it differs."""
+        parameters = {k: v for k, v in asdict(self).items() if k != "num_workers"}
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "espeakng_loader": version("espeakng-loader"),
+            "parameters": parameters,
+            "clips": {
+                "train": len(self.words) * self.clips_per_word,
+                "test": len(self.words) * self.test_clips_per_word,
+            },
+        }
+        return json.loads(json.dumps(manifest))  # tuples as lists, as they read back
+
+    def ensure(self, root: str | Path) -> Path:
+        """Generate into `root` unless it already holds this exact set."""
+        root = Path(root)
+        try:
+            if json.loads((root / MANIFEST).read_text()) == self.manifest():
+                return root
+        except (OSError, ValueError):
+            pass
+        return self.generate(root)
+
+    def generate(self, root: str | Path) -> Path:
+        """Build the set next to `root` and atomically put it in place of an older synthetic set.
+
+        A non-empty folder without a manifest is not ours (a real download, say): it is never replaced.
+        """
+        root = Path(root)
+        if root.is_dir() and any(root.iterdir()) and not (root / MANIFEST).is_file():
+            raise FileExistsError(
+                f"{root} holds files but no {MANIFEST}: not a synthetic set, refusing to replace it; "
+                "use data=kaggle for your own data or point data.root at an empty folder"
+            )
+        root.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in [*root.parent.glob(f"{root.name}.tmp-*"), *root.parent.glob(f"{root.name}.old-*")]:
+            shutil.rmtree(leftover)
+        tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
+        (tmp / AUDIO_DIR).mkdir(parents=True)
+        try:
+            self._write(tmp)
+            if root.exists():
+                old = root.with_name(f"{root.name}.old-{os.getpid()}")
+                root.rename(old)
+                tmp.rename(root)
+                shutil.rmtree(old)
+            else:
+                tmp.rename(root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return root
+
+    def _write(self, folder: Path) -> None:
+        jobs = [(self, word, folder / AUDIO_DIR) for word in self.words]
+        processes = max(1, min(self.num_workers, len(jobs)))  # 0, as for DataLoaders, still needs one
+        total = sum(self.manifest()["clips"].values())
+        rows = []
+        # Forked, one task per process: each word starts from a clean espeak-ng state.
+        context = multiprocessing.get_context("fork")
+        with (
+            context.Pool(processes, initializer=_start_worker, maxtasksperchild=1) as pool,
+            tqdm(total=total, unit="clip", desc="synthesizing") as progress,
+        ):
+            for word_rows in pool.imap_unordered(_synthesize_word, jobs):
+                rows += word_rows
+                progress.update(len(word_rows))
+        clips = pd.DataFrame(rows).sort_values(FILE_COLUMN)
+        clips.to_csv(folder / "clips.csv", index=False)
+        columns = [FILE_COLUMN, TARGET_COLUMN]
+        clips[clips["split"] == "train"][columns].to_csv(folder / "train.csv", index=False)
+        test = clips[clips["split"] == "test"][columns]
+        test.to_csv(folder / "test_labels.csv", index=False)
+        test.assign(**{TARGET_COLUMN: self.words[0]}).to_csv(folder / "sample_submission.csv", index=False)
+        (folder / MANIFEST).write_text(json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
+
+
+def _synthesize_word(job: tuple[SyntheticSpeechSet, str, Path]) -> list[dict]:
+    """All clips of one word, train then test, in a fixed order (espeak-ng output depends on it)."""
+    generator, word, audio_dir = job
+    counts = {"train": generator.clips_per_word, "test": generator.test_clips_per_word}
+    return [_render_clip(generator, word, split, i, audio_dir) for split in SPLITS for i in range(counts[split])]
+
+
+def _render_clip(generator: SyntheticSpeechSet, word: str, split: str, index: int, audio_dir: Path) -> dict:
+    """Write one clip and return its row of clips.csv (drawn values rounded, then used as recorded)."""
+    g = generator
+    rng = np.random.default_rng([g.seed, WORDS.index(word), SPLITS.index(split), index])
+    variants = g.train_variants if split == "train" else g.test_variants
+    voice = {"voice": f"{rng.choice(g.accents)}+{rng.choice(variants)}"}
+    for name in ("rate", "pitch", "pitch_range", "volume"):
+        voice[name] = int(rng.integers(*getattr(g, name), endpoint=True))
+    row = {"split": split, TARGET_COLUMN: word, **voice}
+
+    # Speed up rather than cut a word that would not fit the clip.
+    for _ in range(3):
+        speech = _espeak.speak(word, **voice, seed=int(rng.integers(2**31)))
+        if len(speech) <= CLIP_SAMPLES or voice["rate"] == ESPEAK_RATE_LIMIT:
+            break
+        voice["rate"] = min(ESPEAK_RATE_LIMIT, int(voice["rate"] * len(speech) / (0.9 * CLIP_SAMPLES)) + 1)
+    row["spoken_rate"] = voice["rate"]
+    offset_generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    clip = fix_length(speech, CLIP_SAMPLES, random=True, generator=offset_generator)
+
+    row["snr_db"] = round(rng.uniform(*g.snr_db), 2) if rng.random() < g.noise_probability else None
+    if row["snr_db"] is not None:
+        noise = torch.from_numpy(_coloured_noise(rng, CLIP_SAMPLES, exponent=rng.uniform(0.0, 2.0)))
+        clip = clip + noise * (speech.pow(2).mean() / 10 ** (row["snr_db"] / 10)).sqrt()
+    row["lowpass_hz"] = row["highpass_hz"] = None
+    if rng.random() < g.filter_probability:  # a cheap stand-in for microphones and phone lines
+        row["lowpass_hz"] = round(rng.uniform(*g.lowpass_hz))
+        row["highpass_hz"] = round(rng.uniform(*g.highpass_hz))
+        clip = AF.lowpass_biquad(clip, SAMPLE_RATE, row["lowpass_hz"])
+        clip = AF.highpass_biquad(clip, SAMPLE_RATE, row["highpass_hz"])
+    row["peak_dbfs"] = round(rng.uniform(*g.peak_dbfs), 2)
+    clip = clip * (10 ** (row["peak_dbfs"] / 20) / clip.abs().max())
+
+    name = hashlib.sha1(f"{g.seed}/{split}/{word}/{index}".encode()).hexdigest()[:16] + ".wav"
+    sf.write(audio_dir / name, (clip * 32767).round().to(torch.int16).numpy(), SAMPLE_RATE, subtype="PCM_16")
+    return {FILE_COLUMN: name, **row}
+
+
+def _coloured_noise(rng: np.random.Generator, length: int, exponent: float) -> np.ndarray:
+    """Unit-power noise with a 1/f**exponent power spectrum (0 white, 1 pink, 2 brown)."""
+    spectrum = np.fft.rfft(rng.standard_normal(length))
+    frequencies = np.fft.rfftfreq(length)
+    frequencies[0] = frequencies[1]  # keep DC finite
+    noise = np.fft.irfft(spectrum / frequencies ** (exponent / 2), length)
+    return (noise / noise.std()).astype(np.float32)
+
+
+class _Espeak:
+    """libespeak-ng from the espeakng-loader wheel, synthesizing synchronously into memory."""
+
+    OUTPUT_SYNCHRONOUS = 2
+    DONT_EXIT = 0x8000  # return errors instead of exiting the process
+    RATE, VOLUME, PITCH, RANGE = 1, 2, 3, 4
+    CHARS_UTF8, POSITION_CHARACTER = 1, 1
+    Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+    def __init__(self) -> None:
+        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        self.lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
+            ctypes.c_void_p, ctypes.c_void_p,
+        ]
+        data_path = espeakng_loader.get_data_path().encode()
+        self.sample_rate = self.lib.espeak_Initialize(self.OUTPUT_SYNCHRONOUS, 0, data_path, self.DONT_EXIT)
+        if self.sample_rate <= 0:
+            raise RuntimeError(f"espeak-ng failed to initialise with data at {data_path.decode()}")
+        self.chunks: list[np.ndarray] = []
+        self.callback = self.Callback(self._collect)  # kept referenced: espeak-ng calls it later
+        self.lib.espeak_SetSynthCallback(self.callback)
+
+    def _collect(self, samples, count, events) -> int:
+        if count > 0:
+            self.chunks.append(np.ctypeslib.as_array(samples, (count,)).copy())
+        return 0  # continue synthesis
+
+    def speak(
+        self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, volume: int, seed: int
+    ) -> torch.Tensor:
+        """`text` as a float waveform at SAMPLE_RATE, leading and trailing silence trimmed."""
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise RuntimeError(f"espeak-ng has no voice {voice!r}")
+        parameters = {self.RATE: rate, self.VOLUME: volume, self.PITCH: pitch, self.RANGE: pitch_range}
+        for parameter, value in parameters.items():
+            self.lib.espeak_SetParameter(parameter, value, 0)
+        self.lib.espeak_ng_SetRandSeed(seed)  # breathy voices draw noise from rand()
+        self.chunks.clear()
+        encoded = text.encode()
+        self.lib.espeak_Synth(encoded, len(encoded) + 1, 0, self.POSITION_CHARACTER, 0, self.CHARS_UTF8, None, None)
+        self.lib.espeak_Synchronize()
+        wave = np.concatenate([np.zeros(0, np.int16), *self.chunks]).astype(np.float32) / 32768
+        loud = np.flatnonzero(np.abs(wave) > 0.01 * np.abs(wave).max(initial=0))  # -40 dB re peak
+        if len(loud) == 0:
+            raise RuntimeError(f"espeak-ng produced silence for {text!r} with voice {voice!r}")
+        speech = torch.from_numpy(wave[loud[0] : loud[-1] + 1])
+        return AF.resample(speech, self.sample_rate, SAMPLE_RATE)
+
+
+_espeak: _Espeak | None = None  # one per worker process
+
+
+def _start_worker() -> None:
+    global _espeak
+    torch.set_num_threads(1)  # the pool already uses every core
+    _espeak = _Espeak()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m speechcls.data.synthetic", description=__doc__.split("\n")[0])
+    parser.add_argument("--root", type=Path, required=True, help="folder to write the set into")
+    parser.add_argument("--clips-per-word", type=int, default=SyntheticSpeechSet.clips_per_word)
+    parser.add_argument("--test-clips-per-word", type=int, default=SyntheticSpeechSet.test_clips_per_word)
+    parser.add_argument("--seed", type=int, default=SyntheticSpeechSet.seed)
+    parser.add_argument("--words", type=lambda text: text.split(","), help="comma-separated subset of WORDS")
+    parser.add_argument("--num-workers", type=int, default=SyntheticSpeechSet.num_workers)
+    parser.add_argument("--force", action="store_true", help="regenerate even if ROOT is up to date")
+    args = parser.parse_args(argv)
+    generator = SyntheticSpeechSet(
+        clips_per_word=args.clips_per_word,
+        test_clips_per_word=args.test_clips_per_word,
+        seed=args.seed,
+        words=args.words,
+        num_workers=args.num_workers,
+    )
+    start = time.perf_counter()
+    root = generator.generate(args.root) if args.force else generator.ensure(args.root)
+    clips = generator.manifest()["clips"]
+    seconds = time.perf_counter() - start
+    print(f"{root}: {clips['train']} train + {clips['test']} test clips, ready in {seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
