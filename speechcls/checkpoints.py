@@ -1,23 +1,31 @@
-"""Finding checkpoints: a file, a training run directory, or `last`/`best` of the latest run."""
+"""Checkpoints: finding them (a file, a run directory, `last`/`best` of the latest run) and writing them."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import torch
+from fsspec.implementations.local import LocalFileSystem
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from speechcls.atomic import atomic_write
 
 LAST = "last.ckpt"
 
 
-def resolve_checkpoint(spec: str | Path, runs_dir: str | Path) -> Path:
+def resolve_checkpoint(spec: str | Path, runs_dir: str | Path, run_dir_means: str = "best") -> Path:
     """The checkpoint file that `spec` names.
 
-    `spec` is a .ckpt file; a run directory (its best checkpoint; `DIR:last` for its last.ckpt);
-    or `best` / `last`: that checkpoint of the most recent run under `runs_dir`
-    (e.g. outputs/train/runs).
+    `spec` is a .ckpt file; a run directory (its `run_dir_means` checkpoint: best to predict, last to
+    resume; `DIR:last` for its last.ckpt); or `best` / `last`: that checkpoint of the most recent run
+    under `runs_dir` (e.g. outputs/train/runs).
     """
     text = str(spec)
     if text in ("best", "last"):
         return _from_run(latest_run(runs_dir), text)
-    kind = "best"
+    kind = run_dir_means
     if text.endswith(":last"):
         text, kind = text[: -len(":last")], "last"
     path = Path(text)
@@ -49,3 +57,18 @@ def _from_run(run: Path, kind: str) -> Path:
     if last.is_file():
         return last
     raise FileNotFoundError(f"{run}: no checkpoint in {checkpoints}")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Local checkpoints written to a temporary file beside the target and renamed over it.
+
+    Lightning's own save stages the file in the system temp directory and moves it; across file
+    systems that move is a copy onto the target, so a kill mid-copy leaves a truncated last.ckpt and
+    the previous one is gone. Remote paths keep Lightning's way.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        with atomic_write(path) as temporary:
+            torch.save(checkpoint, temporary)

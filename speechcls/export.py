@@ -65,7 +65,7 @@ def max_difference(module: SpeechClassifier, path: str | Path, wave: torch.Tenso
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
 def main(cfg: DictConfig) -> None:
-    checkpoint = resolve_checkpoint(cfg.ckpt_path, Path(cfg.paths.log_dir) / "train" / "runs")
+    checkpoint = resolve_checkpoint(cfg.ckpt_path, cfg.runs_dir)
     export(checkpoint, cfg.output_dir, cfg.format, cfg.tolerance)
 
 

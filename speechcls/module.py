@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
+from functools import partial
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from speechcls.audio import CLIP_SAMPLES
+from speechcls.models.complexity import count_macs, count_parameters
 
 
 class SpeechClassifier(L.LightningModule):
@@ -28,42 +34,79 @@ class SpeechClassifier(L.LightningModule):
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
+        augment: dict[str, Any] | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.classes = list(classes)
         self.features = instantiate(features)
         self.net = instantiate(net, num_classes=len(self.classes))
+        # NHWC convolutions: faster with oneDNN on CPUs and with tensor cores under mixed precision.
+        self.channels_last = channels_last
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        # Training batches only (speechcls.augment); None: no augmentation.
+        self.augment = instantiate(augment) if augment else None
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         metrics = MetricCollection(
             {
-                "acc": MulticlassAccuracy(num_classes=len(self.classes), average="micro"),
-                "f1": MulticlassF1Score(num_classes=len(self.classes), average="macro"),
+                # validate_args=False: the checks read values back from the device, a sync every step.
+                "acc": MulticlassAccuracy(num_classes=len(self.classes), average="micro", validate_args=False),
+                "f1": MulticlassF1Score(num_classes=len(self.classes), average="macro", validate_args=False),
             }
         )
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # One default-length clip: in/out sizes in the model summary, and the graph TensorBoard draws
+        # with logger.tensorboard.log_graph=true.
+        self.example_input_array = torch.zeros(1, CLIP_SAMPLES)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """Class scores for a batch of fixed-length waveforms (batch, samples)."""
-        return self.net(self.features(wave))
+        return self.classify(self.features(wave))
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def classify(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """Class scores for a batch of log-mels (batch, 1, n_mels, frames)."""
+        if self.channels_last:
+            spectrogram = spectrogram.contiguous(memory_format=torch.channels_last)
+        return self.net(spectrogram)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         wave, target = batch
-        logits = self(wave)
-        loss = self.criterion(logits, target)
+        if stage == "train" and self.augment is not None:
+            # Targets as distributions, which mixup blends along with the inputs.
+            distribution = nn.functional.one_hot(target, len(self.classes)).float()
+            spectrogram, loss_target = self.augment(wave, distribution, self.features)
+            logits = self.classify(spectrogram)
+        else:
+            logits, loss_target = self(wave), target
+        loss = self.criterion(logits, loss_target)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(logits, target)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(target))
+        # The loss is averaged over DDP ranks here; torchmetrics objects sync their own state.
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(target), sync_dist=True)
         self.log_dict(metrics, on_step=False, on_epoch=True)
-        return loss
+        return loss, logits
+
+    def on_fit_start(self) -> None:
+        """Print and log the network's size and its multiply-accumulates per clip."""
+        spectrogram = self.features(self.example_input_array.to(self.device))
+        params, macs = count_parameters(self.net), count_macs(self.net, spectrogram)
+        rank_zero_info(
+            f"{type(self.net).__name__}: {params / 1e6:.3f} M parameters, {macs / 1e6:.1f} M multiply-accumulates "
+            f"per clip (input {tuple(spectrogram.shape[1:])})"
+        )
+        for logger in self.loggers:
+            logger.log_metrics({"model/params": params, "model/macs_per_clip": macs}, step=0)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+        return self._step(batch, "train")[0]
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val")
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        # The logits reach callbacks' on_validation_batch_end (confusion matrix, worst mistakes).
+        return self._step(batch, "val")[1]
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test")
@@ -76,5 +119,9 @@ class SpeechClassifier(L.LightningModule):
         if not self.hparams.scheduler:
             return optimizer
         spec = dict(self.hparams.scheduler)
-        scheduler = instantiate(spec.pop("scheduler"))(optimizer=optimizer)
+        build = instantiate(spec.pop("scheduler"))
+        # Schedules over the whole run (cosine, one-cycle) take its length in optimizer steps.
+        if "total_steps" in inspect.signature(build).parameters and build.keywords.get("total_steps") is None:
+            build = partial(build, total_steps=int(self.trainer.estimated_stepping_batches))
+        scheduler = build(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **spec}}

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
+import signal
+import time
 from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from speechcls.atomic import atomic_write
+from speechcls.checkpoints import resolve_checkpoint
 from speechcls.module import SpeechClassifier
+from speechcls.summarize import METRICS_FILE
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+log = logging.getLogger(__name__)
 
 
 def build_module(cfg: DictConfig, classes: list[str]) -> SpeechClassifier:
@@ -24,8 +38,36 @@ def build_module(cfg: DictConfig, classes: list[str]) -> SpeechClassifier:
         features=plain(cfg.features),
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.scheduler) or None,
+        augment=plain(cfg.augment) or None,
         **plain(cfg.module),
     )
+
+
+def resume_from(cfg: DictConfig) -> Path | None:
+    """The checkpoint `ckpt_path` names (a run directory: its last.ckpt), or None for a fresh run.
+
+    A resumed run continues in its checkpoint's run directory: checkpoints, TensorBoard events and
+    metrics.json go on where they were. Hydra's directory of this launch keeps only its config and log.
+    """
+    if cfg.ckpt_path is None:
+        return None
+    checkpoint = resolve_checkpoint(cfg.ckpt_path, cfg.runs_dir, run_dir_means="last")
+    if checkpoint.parent.name == "checkpoints":
+        cfg.paths.output_dir = str(checkpoint.parent.parent)
+    log.info("resuming from %s in %s", checkpoint, cfg.paths.output_dir)
+    return checkpoint
+
+
+def resumed_module(checkpoint: Path, classes: list[str]) -> SpeechClassifier:
+    """The module as the checkpoint's run built it: a changed model, feature or optimizer config cannot
+    silently alter a resumed run."""
+    hparams = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["hyper_parameters"]
+    if list(hparams["classes"]) != list(classes):
+        raise ValueError(
+            f"{checkpoint} was trained on the classes {hparams['classes']}, the data has {classes}: resume "
+            "with the data overrides of the original run (its .hydra/overrides.yaml lists them)"
+        )
+    return SpeechClassifier(**hparams)
 
 
 def instantiate_all(group: DictConfig | None) -> list:
@@ -35,37 +77,81 @@ def instantiate_all(group: DictConfig | None) -> list:
 
 def train(cfg: DictConfig) -> float | None:
     """Fit and test; returns the value of `cfg.optimized_metric` for sweepers."""
+    started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
+    resume = resume_from(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    module = build_module(cfg, datamodule.classes)
+    module = build_module(cfg, datamodule.classes) if resume is None else resumed_module(resume, datamodule.classes)
+    if cfg.compile:
+        module.net.compile()  # in place: parameter names, hence checkpoints, stay those of the plain net
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=instantiate_all(cfg.callbacks), logger=instantiate_all(cfg.logger) or False
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    relaunches = trainer.world_size > 1 and not trainer.strategy.cluster_environment.creates_processes_externally
+    if relaunches and in_multirun():
+        # Lightning would re-run this script's command line, `-m` included, once per extra device.
+        raise RuntimeError(
+            "multi-process DDP inside a local multirun would re-launch the whole sweep in every process; run DDP "
+            "jobs one at a time, or with a launcher that starts one process per device (hydra/launcher=slurm with "
+            "hydra.launcher.tasks_per_node equal to trainer.devices)"
+        )
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    except SIGTERMException:
+        # Lightning stops at the next batch and would exit with status 0, as if the run had finished.
+        log.warning(
+            "stopped by SIGTERM; resume with: python -m speechcls.train ckpt_path=%s and the same data overrides",
+            cfg.paths.output_dir,
+        )
+        raise SystemExit(128 + signal.SIGTERM) from None
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint else ""
     if checkpoint is not None and checkpoint.best_model_score is not None:
         metrics[f"best/{checkpoint.monitor}"] = float(checkpoint.best_model_score)
     if cfg.test:
-        tested = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
+        tested = trainer.test(
+            module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False, weights_only=True
+        )
         metrics.update({name: float(value) for name, value in tested[0].items()})
-    report(cfg, trainer, metrics, best_path)
-    if checkpoint is not None and checkpoint.monitor == cfg.optimized_metric:
-        return metrics.get(f"best/{cfg.optimized_metric}")
-    return metrics.get(cfg.optimized_metric)
+    log_hyperparameters(trainer, cfg, metrics)
+    report(cfg, trainer, metrics, best_path, time.perf_counter() - started)
+    # The best epoch's value when the checkpoint callback tracked it (not in fast_dev_run), else the last.
+    return metrics.get(f"best/{cfg.optimized_metric}", metrics.get(cfg.optimized_metric))
 
 
-def report(cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float], best_path: str) -> None:
-    """Write metrics.json into the run directory and print where everything is."""
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"metrics": metrics, "best_checkpoint": best_path, "epochs": trainer.current_epoch}
-    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+def log_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
+    """The resolved config with the final metrics in TensorBoard's HPARAMS tab, where sweep jobs compare.
+
+    Paths, callbacks and loggers are run plumbing, left out to keep the columns readable. HPARAMS reads
+    each metric from the scalar of its name; `final/<metric>` keeps those single points off the curves.
+    """
+    config = OmegaConf.to_container(cfg, resolve=True)
+    params = {group: value for group, value in config.items() if group not in ("paths", "callbacks", "logger")}
+    final = {f"final/{name}": value for name, value in metrics.items() if "/" in name}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, metrics=final, step=trainer.global_step)
+            logger.finalize("success")  # fit and test closed the writer already; flush the reopened one
+
+
+def report(
+    cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float], best_path: str, wall_time_s: float
+) -> None:
+    """Write metrics.json into the run directory and print where everything is (rank 0 only)."""
     if not trainer.is_global_zero:
         return
+    summary = {
+        "status": "ok",
+        "metrics": metrics,
+        "best_checkpoint": best_path,
+        "epochs": trainer.current_epoch,
+        "wall_time_s": round(wall_time_s, 1),
+    }
+    write_metrics(cfg, summary)
+    output_dir = Path(cfg.paths.output_dir)
     lines = [f"{name:>16}: {value:.4f}" for name, value in sorted(metrics.items()) if "/" in name]
     lines.append(f"{'checkpoint':>16}: {best_path or '(none)'}")
     if trainer.logger is not None:
@@ -74,9 +160,39 @@ def report(cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float], best_
     print("\n".join(["", "run summary", *lines]))
 
 
+def write_metrics(cfg: DictConfig, summary: dict) -> None:
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(output_dir / METRICS_FILE) as temporary:
+        temporary.write_text(json.dumps(summary, indent=2))
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run(cfg: DictConfig, multirun: bool) -> float | None:
+    """`train(cfg)`; in a multirun, a failure is recorded and NaN returned instead of raising.
+
+    Hydra's launchers end a sweep at the first job that raises. In a sweep a failed job is a result:
+    its metrics.json says why (the traceback is in the job's log), NaN tells the sweeper (Optuna marks
+    the trial failed) and the other jobs run. A single run still fails loudly.
+    """
+    if not multirun:
+        return train(cfg)
+    started = time.perf_counter()
+    try:
+        return train(cfg)
+    except Exception as error:
+        log.exception("job failed, the sweep goes on")
+        failure = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+        write_metrics(cfg, {**failure, "wall_time_s": round(time.perf_counter() - started, 1)})
+        return math.nan
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    return train(cfg)
+    return run(cfg, multirun=in_multirun())
 
 
 if __name__ == "__main__":

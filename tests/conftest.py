@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import soundfile as sf
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from speechcls.train import CONFIG_DIR
+from speechcls.train import CONFIG_DIR, train
 
 TINY_CLASSES = ["down", "go", "up"]
 
@@ -63,3 +65,28 @@ def compose_train(tmp_path: Path, *overrides: str, config_name: str = "train") -
     ]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name=config_name, overrides=[*base, *overrides])
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, kaggle_root) -> Path:
+    """The run directory (checkpoints/, .ckpt of the 3 TINY_CLASSES) of a few-second training run."""
+    tmp_path = tmp_path_factory.mktemp("tiny_run")
+    cfg = compose_train(
+        tmp_path, "data=kaggle", f"data.root={kaggle_root}", "trainer.max_epochs=3", "optimizer.lr=1e-3",
+        "logger=csv", "test=false",
+    )
+    train(cfg)
+    return tmp_path / "run"
+
+
+def run_train(
+    tmp_path: Path, kaggle_root: Path, *overrides: str, multirun: bool = False
+) -> subprocess.CompletedProcess:
+    """`python -m speechcls.train` on the tiny folder in a subprocess (a multirun or DDP needs the real
+    entry point), writing only under tmp_path; its output is captured."""
+    base = [
+        "data=kaggle", f"data.root={kaggle_root}", "data.num_workers=0", "data.batch_size=8",
+        "callbacks.progress_bar=null", f"paths.root_dir={tmp_path}",
+    ]  # fmt: skip
+    command = [sys.executable, "-m", "speechcls.train", *(["--multirun"] if multirun else []), *base, *overrides]
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)

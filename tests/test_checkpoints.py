@@ -1,8 +1,9 @@
 import os
 
 import pytest
+import torch
 
-from speechcls.checkpoints import resolve_checkpoint
+from speechcls.checkpoints import AtomicCheckpointIO, resolve_checkpoint
 
 
 def make_run(root, name, files, mtime):
@@ -30,3 +31,18 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
         resolve_checkpoint("best", tmp_path)
     with pytest.raises(FileNotFoundError, match="no such file or run directory"):
         resolve_checkpoint(tmp_path / "nope.ckpt", tmp_path)
+
+
+def test_a_run_directory_means_last_when_resuming(tmp_path):
+    run = make_run(tmp_path, "run", ["epoch001-acc0.5.ckpt", "last.ckpt"], 1_000)
+    assert resolve_checkpoint(run, tmp_path, run_dir_means="last") == run / "checkpoints" / "last.ckpt"
+    assert resolve_checkpoint("best", tmp_path, run_dir_means="last") == run / "checkpoints" / "epoch001-acc0.5.ckpt"
+
+
+def test_a_failed_checkpoint_save_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
+    io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"epoch": 1, "weights": torch.ones(3)}, path)
+    with pytest.raises(AttributeError, match="pickle"):
+        io.save_checkpoint({"epoch": 2, "weights": torch.zeros(3), "unpicklable": lambda: None}, path)
+    assert io.load_checkpoint(path, weights_only=True)["epoch"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]

@@ -1,6 +1,8 @@
 from collections import Counter
 
+import numpy as np
 import pytest
+import soundfile as sf
 from hydra.utils import instantiate
 
 from conftest import TINY_CLASSES, compose_train
@@ -45,7 +47,9 @@ def test_predict_loader_keeps_sample_order(tmp_path, kaggle_root):
 
 def test_a_class_with_one_clip_is_a_clear_error(tmp_path, kaggle_root):
     root = tmp_path / "one"
-    root.mkdir()
+    (root / "audio_files").mkdir(parents=True)
+    for name in ("a.wav", "b.wav", "c.wav"):
+        sf.write(root / "audio_files" / name, np.zeros(1600, np.float32), 16000)
     (root / "train.csv").write_text("file_name,target\na.wav,up\nb.wav,up\nc.wav,down\n")
     with pytest.raises(TableError, match="at least 2 clips per class.*down"):
         make_datamodule(tmp_path, root)

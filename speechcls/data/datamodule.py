@@ -6,23 +6,37 @@ The data module owns the seeded, stratified train/validation split and the sorte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
 from speechcls.audio import CLIP_SECONDS, SAMPLE_RATE
+from speechcls.data.cache import WaveCache
 from speechcls.data.dataset import WaveformDataset
-from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, TableError, read_table
+from speechcls.data.device_batches import DeviceBatches
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, TableError, check_labels, read_table
+from speechcls.data.validation import REPORT_NAME, AudioCheck
 
 
 class SpeechDataModule(L.LightningDataModule):
     """Stratified train/val split of `train.csv`; test on `test_labels` if given, else on val.
 
     `generator` is an optional object with `ensure(root)` (the built-in synthetic set) that creates
-    the folder when it is missing.
+    the folder when it is missing. `classes` fixes the class list labels are indexed by (a
+    checkpoint's, for evaluation); by default it is the sorted label set of `train.csv`.
+
+    `cache` decodes each split once into a memory-mapped `WaveCache` under `cache_dir` (built in
+    `prepare_data` for train and validation, on first use for the others). `on_device` (needs `cache`)
+    holds the train and validation splits on the training device and draws the fitting batches there.
+
+    Every table's files are checked once, from their headers, before anything reads them
+    (`speechcls.data.validation`): `on_bad_file="error"` stops naming the first bad file, `"skip"` leaves
+    bad files out and lists them in `report_dir`/bad_files.csv (default: the data root).
     """
 
     def __init__(
@@ -41,8 +55,20 @@ class SpeechDataModule(L.LightningDataModule):
         predict_csv: str = "sample_submission.csv",
         test_labels: str | None = None,
         generator: Any = None,
+        classes: Sequence[str] | None = None,
+        cache: bool = False,
+        cache_dir: str | Path | None = None,
+        on_device: bool = False,
+        on_bad_file: str = "error",
+        report_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
+        if cache and cache_dir is None:
+            raise ValueError("cache=true needs a cache_dir")
+        if on_device and not cache:
+            raise ValueError(
+                "on_device=true needs cache=true: the device copy is made from the cache (or set on_device=false)"
+            )
         self.root = Path(root)
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -57,20 +83,28 @@ class SpeechDataModule(L.LightningDataModule):
         self.predict_csv = predict_csv
         self.test_labels = test_labels
         self.generator = generator
-        self.classes: list[str] | None = None
+        self.classes: list[str] | None = list(classes) if classes is not None else None
+        self.cache_dir = Path(cache_dir) if cache else None
+        self.on_device = on_device
+        self.audio_check = AudioCheck(on_bad_file, Path(report_dir or self.root) / REPORT_NAME)
         self.splits: dict[str, WaveformDataset] = {}
 
     def prepare_data(self) -> None:
         if self.generator is not None:
             self.generator.ensure(self.root)
+        if self.cache_dir is not None:
+            self.setup()  # builds the train and validation caches, once per node
 
     def setup(self, stage: str | None = None) -> None:
-        if self.classes is not None:
+        if "val" in self.splits:
             return
         if not self.root.is_dir():
-            raise FileNotFoundError(f"data root {self.root} does not exist")
-        table = read_table(self.root / self.train_csv)
-        self.classes = sorted(table[TARGET_COLUMN].unique())
+            raise FileNotFoundError(f"data root {self.root} does not exist (set data.root to a Kaggle-layout folder)")
+        if not self.audio_dir.is_dir():
+            raise FileNotFoundError(f"audio folder {self.audio_dir} does not exist")
+        table = self.audio_check.usable(read_table(self.root / self.train_csv), self.audio_dir)
+        if self.classes is None:
+            self.classes = sorted(table[TARGET_COLUMN].unique())
         train_rows, val_rows = self._split(table)
         self.splits["train"] = self._dataset(train_rows, train=True)
         self.splits["val"] = self._dataset(val_rows)
@@ -91,20 +125,25 @@ class SpeechDataModule(L.LightningDataModule):
         paths = [self.audio_dir / name for name in table[FILE_COLUMN]]
         labels = None
         if labelled:
+            check_labels(table, self.classes)
             index = {name: i for i, name in enumerate(self.classes)}
-            unknown = sorted(set(table[TARGET_COLUMN]) - set(index))
-            if unknown:
-                raise TableError(f"labels {unknown} are not among the {len(index)} training classes")
             labels = [index[target] for target in table[TARGET_COLUMN]]
-        return WaveformDataset(paths, labels, train=train, sample_rate=self.sample_rate, length=self.clip_samples)
+        cache = None
+        if self.cache_dir is not None:
+            cache = WaveCache.ensure(paths, self.cache_dir, self.sample_rate, self.clip_samples)
+        return WaveformDataset(
+            paths, labels, train=train, sample_rate=self.sample_rate, length=self.clip_samples, cache=cache
+        )
 
     def labelled_dataset(self, csv: str | Path) -> WaveformDataset:
         """Any `file_name,target` CSV (relative to the root or absolute) as an evaluation set."""
-        self.setup()
-        return self._dataset(read_table(self.root / csv))
+        if self.classes is None:
+            self.setup()
+        return self._dataset(self.audio_check.usable(read_table(self.root / csv), self.audio_dir))
 
     def predict_table(self):
-        return read_table(self.root / self.predict_csv, labelled=False)
+        needs = f"every row of {self.predict_csv} needs a prediction"
+        return self.audio_check.usable(read_table(self.root / self.predict_csv, labelled=False), self.audio_dir, needs)
 
     def _loader(self, dataset: WaveformDataset, shuffle: bool = False) -> DataLoader:
         return DataLoader(
@@ -117,18 +156,40 @@ class SpeechDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def _device_batches(self, dataset: WaveformDataset) -> DeviceBatches:
+        trainer = self.trainer
+        return DeviceBatches(
+            dataset.cache,
+            dataset.labels,
+            self.batch_size,
+            self.clip_samples,
+            train=dataset.train,
+            device=trainer.strategy.root_device if trainer else torch.device("cpu"),
+            seed=self.seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+        )
+
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
+        if self.on_device:
+            return self._device_batches(self.splits["train"])
         return self._loader(self.splits["train"], shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceBatches:
+        if self.on_device:
+            return self._device_batches(self.splits["val"])
         return self._loader(self.splits["val"])
 
     def test_dataloader(self) -> DataLoader:
+        # Always a DataLoader, also with on_device: evaluation reads the files' order from its dataset.
         if self.test_labels is None:
-            return self.val_dataloader()
+            return self._loader(self.splits["val"])
         if "test" not in self.splits:
             self.splits["test"] = self.labelled_dataset(self.test_labels)
         return self._loader(self.splits["test"])
 
+    def predict_dataset(self) -> WaveformDataset:
+        return self._dataset(self.predict_table(), labelled=False)
+
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset(self.predict_table(), labelled=False))
+        return self._loader(self.predict_dataset())

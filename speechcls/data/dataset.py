@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, fix_length, read_audio
+from speechcls.data.cache import WaveCache
 
 UNLABELLED = -1
 
@@ -16,7 +17,8 @@ UNLABELLED = -1
 class WaveformDataset(Dataset):
     """(waveform of `length` samples, class index or -1) for each file.
 
-    Random placement only when `train`; otherwise the deterministic pad/trim of `fix_length`.
+    Random placement only when `train`; otherwise the deterministic pad/trim of `fix_length`. The
+    waveforms come from decoding the files, or from `cache` (a `WaveCache` of the same files, in order).
     """
 
     def __init__(
@@ -26,6 +28,7 @@ class WaveformDataset(Dataset):
         train: bool = False,
         sample_rate: int = SAMPLE_RATE,
         length: int = CLIP_SAMPLES,
+        cache: WaveCache | None = None,
     ) -> None:
         if labels is not None and len(labels) != len(paths):
             raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
@@ -34,10 +37,16 @@ class WaveformDataset(Dataset):
         self.train = train
         self.sample_rate = sample_rate
         self.length = length
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        wave = read_audio(self.paths[index], self.sample_rate)
+        if self.cache is None:
+            wave = read_audio(self.paths[index], self.sample_rate)
+        elif self.train:
+            wave = self.cache.wave(index)
+        else:  # the evaluation window was chosen once, when the cache was built
+            return self.cache.evaluation_clip(index, self.length), self.labels[index]
         return fix_length(wave, self.length, random=self.train), self.labels[index]

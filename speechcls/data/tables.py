@@ -17,7 +17,8 @@ class TableError(ValueError):
 def read_table(path: str | Path, labelled: bool = True) -> pd.DataFrame:
     """Read `file_name[,target]` rows, checking columns, empty cells and duplicate file names.
 
-    Row numbers in messages are the CSV's line numbers (header is line 1).
+    Row numbers in messages are the CSV's line numbers (header is line 1); the table keeps its path
+    (`source`) and a 0-based row index, so later checks can name lines too (`line_numbers`).
     """
     path = Path(path)
     if not path.is_file():
@@ -41,9 +42,33 @@ def read_table(path: str | Path, labelled: bool = True) -> pd.DataFrame:
     if len(duplicated):
         name = table.loc[duplicated[0], FILE_COLUMN]
         raise TableError(f"{path}: duplicate file name {name!r} on lines {_lines(duplicated)}")
-    return table.reset_index(drop=True)
+    table = table.reset_index(drop=True)
+    table.attrs["path"] = str(path)
+    return table
+
+
+def source(table: pd.DataFrame) -> str | None:
+    """The CSV a `read_table` table (or a selection of its rows) came from; None for other tables."""
+    return table.attrs.get("path")
+
+
+def line_numbers(index: pd.Index) -> pd.Index:
+    """CSV line numbers of rows of a `read_table` table, from their index."""
+    return index + 2
+
+
+def check_labels(table: pd.DataFrame, classes: list[str]) -> None:
+    """A TableError naming the lines whose target is not among `classes` (the model's)."""
+    unknown = table.index[~table[TARGET_COLUMN].isin(classes)]
+    if len(unknown):
+        labels = sorted(set(table.loc[unknown, TARGET_COLUMN]))
+        where = f"{source(table)}: " if source(table) else ""
+        raise TableError(
+            f"{where}label(s) {labels} on line(s) {_lines(unknown)} are not among the model's "
+            f"{len(classes)} classes {list(classes)}"
+        )
 
 
 def _lines(index: pd.Index, most: int = 5) -> str:
-    lines = [str(i + 2) for i in index[:most]]
+    lines = [str(line) for line in line_numbers(index[:most])]
     return ", ".join(lines) + (f" (+{len(index) - most} more)" if len(index) > most else "")

@@ -1,0 +1,238 @@
+"""Training-time augmentation of batches on the training device.
+
+Waveform transforms run before the log-mel, SpecAugment after it, mixup last (it blends the targets
+too). Each transform has a strength and a probability `p`, drawn per example. Randomness comes from
+the global torch generator, which `seed_everything` seeds. The LightningModule calls this in
+`training_step` only: validation, test and prediction never see it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchaudio.functional as AF
+from torch import nn
+
+from speechcls.audio import SAMPLE_RATE, read_audio
+
+
+class RandomTransform(nn.Module):
+    """Applies `transform` to each example of a batch with probability `p`."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{type(self).__name__}: p must be in [0, 1], got {p}")
+        self.p = p
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chosen = torch.rand(len(x), device=x.device) < self.p
+        return torch.where(chosen.view(-1, *[1] * (x.dim() - 1)), self.transform(x), x)
+
+
+def _uniform(low: float, high: float, n: int, device: torch.device) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, device=device)
+
+
+class TimeShift(RandomTransform):
+    """Shift each waveform (batch, samples) by up to `max_seconds` either way, filling with silence."""
+
+    def __init__(self, max_seconds: float = 0.1, p: float = 0.5, sample_rate: int = SAMPLE_RATE) -> None:
+        super().__init__(p)
+        self.max_shift = int(max_seconds * sample_rate)
+
+    def transform(self, wave: torch.Tensor) -> torch.Tensor:
+        shift = torch.randint(-self.max_shift, self.max_shift + 1, (len(wave), 1), device=wave.device)
+        source = torch.arange(wave.shape[-1], device=wave.device) - shift
+        inside = (source >= 0) & (source < wave.shape[-1])
+        return wave.gather(-1, source.clamp(0, wave.shape[-1] - 1)) * inside
+
+
+class RandomGain(RandomTransform):
+    """Scale each waveform by a gain drawn uniformly in [-max_db, max_db] decibels."""
+
+    def __init__(self, max_db: float = 6.0, p: float = 0.5) -> None:
+        super().__init__(p)
+        self.max_db = max_db
+
+    def transform(self, wave: torch.Tensor) -> torch.Tensor:
+        gain_db = _uniform(-self.max_db, self.max_db, len(wave), wave.device)
+        return wave * 10 ** (gain_db[:, None] / 20)
+
+
+class BackgroundNoise(RandomTransform):
+    """Add noise at a signal-to-noise ratio drawn uniformly in `snr_db` (low, high) decibels.
+
+    The noise is random crops of the audio files in `folder` (e.g. Speech Commands'
+    `_background_noise_`), from the `stretch` (start, end fractions) of each file, or, without a
+    folder, generated coloured noise with a 1/f**exponent power spectrum, the exponent drawn in
+    `exponent` (0 white, 1 pink, 2 brown). The folder is read on the first batch, so a checkpoint
+    trained with it loads where the folder does not exist.
+    """
+
+    def __init__(
+        self,
+        snr_db: tuple[float, float] = (5.0, 25.0),
+        p: float = 0.5,
+        folder: str | None = None,
+        stretch: tuple[float, float] = (0.0, 1.0),
+        exponent: tuple[float, float] = (0.0, 2.0),
+        sample_rate: int = SAMPLE_RATE,
+    ) -> None:
+        super().__init__(p)
+        self.snr_db = tuple(snr_db)
+        self.folder = folder
+        self.stretch = tuple(stretch)
+        self.exponent = tuple(exponent)
+        self.sample_rate = sample_rate
+        self.recordings: torch.Tensor | None = None
+
+    def transform(self, wave: torch.Tensor) -> torch.Tensor:
+        noise = self._recorded(wave) if self.folder else self._coloured(wave)
+        noise = noise / noise.pow(2).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
+        snr_db = _uniform(*self.snr_db, len(wave), wave.device)[:, None]
+        signal_power = wave.pow(2).mean(-1, keepdim=True)
+        return wave + noise * (signal_power / 10 ** (snr_db / 10)).sqrt()
+
+    def _coloured(self, wave: torch.Tensor) -> torch.Tensor:
+        length = wave.shape[-1]
+        spectrum = torch.fft.rfft(torch.randn_like(wave))
+        frequencies = torch.fft.rfftfreq(length, device=wave.device)
+        frequencies[0] = frequencies[1]  # keep DC finite
+        exponent = _uniform(*self.exponent, len(wave), wave.device)[:, None]
+        return torch.fft.irfft(spectrum * frequencies ** (-exponent / 2), length)
+
+    def _recorded(self, wave: torch.Tensor) -> torch.Tensor:
+        if self.recordings is None:
+            files = sorted(Path(self.folder).glob("*.wav"))
+            if not files:
+                raise FileNotFoundError(f"BackgroundNoise: no .wav files in {self.folder}")
+            self.recordings = torch.cat([self._stretch(read_audio(f, self.sample_rate)) for f in files]).to(wave.device)
+        recordings = self.recordings
+        length = wave.shape[-1]
+        if len(recordings) < length:
+            raise ValueError(f"BackgroundNoise: {self.folder} holds {len(recordings)} samples, fewer than a clip ({length})")
+        start = torch.randint(0, len(recordings) - length + 1, (len(wave), 1), device=wave.device)
+        return recordings[start + torch.arange(length, device=wave.device)]
+
+
+    def _stretch(self, recording: torch.Tensor) -> torch.Tensor:
+        start, end = (round(fraction * len(recording)) for fraction in self.stretch)
+        return recording[start:end]
+
+
+class SpeedPerturbation(RandomTransform):
+    """Play each waveform faster or slower by a factor drawn in `factor` (low, high), like a tape.
+
+    Tempo and pitch change together (Kaldi's speed perturbation): linear interpolation around the
+    clip's centre; a sped-up clip gets silence at both ends, a slowed one loses its ends.
+    """
+
+    def __init__(self, factor: tuple[float, float] = (0.9, 1.1), p: float = 0.5) -> None:
+        super().__init__(p)
+        self.factor = tuple(factor)
+
+    def transform(self, wave: torch.Tensor) -> torch.Tensor:
+        length = wave.shape[-1]
+        centre = (length - 1) / 2
+        factor = _uniform(*self.factor, len(wave), wave.device)[:, None]
+        position = centre + (torch.arange(length, device=wave.device) - centre) * factor
+        left = position.floor()
+        weight = position - left
+        # Padded by one sample of silence each side: positions outside the clip read zeros.
+        padded = nn.functional.pad(wave, (1, 1))
+        left_index = left.long().clamp(-1, length) + 1
+        right_index = (left.long() + 1).clamp(-1, length) + 1
+        return (1 - weight) * padded.gather(-1, left_index) + weight * padded.gather(-1, right_index)
+
+
+class SpecAugment(RandomTransform):
+    """Frequency and time masking of log-mels (batch, 1, n_mels, frames), independent per example.
+
+    Each of the `freq_masks` (`time_masks`) masks covers up to `freq_width` (`time_width`) of the
+    mel bins (frames), as a fraction, so the same setting suits any front end. Masked cells get the
+    example's mean level rather than 0 dB, which would be a loud artefact in unnormalised log-mels.
+    """
+
+    def __init__(
+        self,
+        freq_masks: int = 2,
+        freq_width: float = 0.15,
+        time_masks: int = 2,
+        time_width: float = 0.1,
+        p: float = 1.0,
+    ) -> None:
+        super().__init__(p)
+        self.masks = ((freq_masks, freq_width, -2), (time_masks, time_width, -1))
+
+    def transform(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        keep = torch.ones_like(spectrogram)
+        for count, width, axis in self.masks:
+            mask_param = round(width * spectrogram.shape[axis])
+            for _ in range(count):
+                keep = AF.mask_along_axis_iid(keep, mask_param, 0.0, keep.dim() + axis)
+        return torch.where(keep.bool(), spectrogram, spectrogram.mean(dim=(-2, -1), keepdim=True))
+
+
+class Mixup(nn.Module):
+    """Blend examples with a shuffled copy of the batch, inputs and target distributions alike.
+
+    With probability `p` an example gets weight lam ~ Beta(alpha, alpha), folded to lam >= 0.5 so
+    its own class stays the majority (training accuracy is measured against it).
+    """
+
+    def __init__(self, alpha: float = 0.2, p: float = 0.5) -> None:
+        super().__init__()
+        if alpha <= 0:
+            raise ValueError(f"Mixup: alpha must be positive, got {alpha}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Mixup: p must be in [0, 1], got {p}")
+        self.alpha = alpha
+        self.p = p
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(x)
+        alpha = torch.tensor(float(self.alpha), device=x.device)
+        lam = torch.distributions.Beta(alpha, alpha).sample((n,))
+        lam = torch.maximum(lam, 1 - lam)
+        lam = torch.where(torch.rand(n, device=x.device) < self.p, lam, torch.ones_like(lam))
+        partner = torch.randperm(n, device=x.device)
+        weight = lam.view(-1, *[1] * (x.dim() - 1))
+        mixed_target = lam[:, None] * target + (1 - lam[:, None]) * target[partner]
+        return weight * x + (1 - weight) * x[partner], mixed_target
+
+
+class Augmentation(nn.Module):
+    """The training-time pipeline: waveform transforms -> features -> spectrogram transforms -> mixup.
+
+    `wave` and `spectrogram` are named transforms in order; a None entry is switched off (so a
+    config can disable one with `augment.wave.noise=null`).
+    """
+
+    def __init__(
+        self,
+        wave: dict[str, nn.Module | None] | None = None,
+        spectrogram: dict[str, nn.Module | None] | None = None,
+        mixup: Mixup | None = None,
+    ) -> None:
+        super().__init__()
+        self.wave = nn.ModuleDict({name: t for name, t in (wave or {}).items() if t is not None})
+        self.spectrogram = nn.ModuleDict({name: t for name, t in (spectrogram or {}).items() if t is not None})
+        self.mixup = mixup
+
+    def forward(
+        self, wave: torch.Tensor, target: torch.Tensor, features: nn.Module
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(waveforms, target distributions) -> (augmented log-mels, target distributions)."""
+        for transform in self.wave.values():
+            wave = transform(wave)
+        spectrogram = features(wave)
+        for transform in self.spectrogram.values():
+            spectrogram = transform(spectrogram)
+        if self.mixup is not None:
+            spectrogram, target = self.mixup(spectrogram, target)
+        return spectrogram, target

@@ -1,0 +1,387 @@
+"""The tutorial's pipeline against ours, on the same files in one run: `python -m speechcls.bench`.
+
+    python -m speechcls.bench --clips 2000 --steps 20 --device cpu --out outputs/bench [overrides]
+
+Clips per second both ways, and their ratio, for
+1. the data path: from files to a batch of log-mels on the device (the tutorial: decode and a new
+   MelSpectrogram + AmplitudeToDB per item, no workers; ours: the waveform cache, cold and warm, read by
+   a DataLoader or held on the device, log-mels computed per batch on the device);
+2. training ResNet18 for `--steps` steps (the tutorial: 3-channel ResNet18 on per-item features in a plain
+   loop; ours: `python -m speechcls.train`'s composed config through Lightning, augment=none so that both
+   do the same work, with any extra Hydra overrides given);
+3. prediction: the tutorial's per-file loop against our batched predict (speechcls.tutorial_baseline).
+
+The clips are generated (tones in noise, 0.75 to 1 s, 16 kHz) unless `--data` names a Kaggle-layout
+folder (e.g. data/synthetic), of which `--clips` rows are sampled. Every figure is the best of `--repeats`
+rounds that run both ways in turn. Writes bench.json and bench.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from speechcls.audio import SAMPLE_RATE
+from speechcls.data.cache import WaveCache
+from speechcls.data.dataset import WaveformDataset
+from speechcls.data.device_batches import DeviceBatches
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
+from speechcls.models.torchvision_nets import TorchvisionClassifier
+from speechcls.train import CONFIG_DIR, build_module
+from speechcls.tutorial_baseline import TutorialDataset, measure_predict_speedup
+
+# Ratios to the tutorial's way asked for on the 2-core CPU (warm data path, training, prediction).
+TARGETS = {"data": 20.0, "training": 1.3, "prediction": 10.0}
+
+
+def make_clips(root: Path, clips: int, seed: int = 0) -> Path:
+    """A Kaggle-layout folder of `clips` tones in noise whose pitch gives the class (up to 10 classes,
+    few enough for a stratified 20% validation split)."""
+    rng = np.random.default_rng(seed)
+    classes = max(2, min(10, clips // 10))
+    (root / "audio_files").mkdir(parents=True)
+    rows = []
+    for i in range(clips):
+        label = i % classes
+        t = np.arange(int(rng.uniform(0.75, 1.0) * SAMPLE_RATE)) / SAMPLE_RATE
+        wave = 0.3 * np.sin(2 * np.pi * 200 * (label + 1) * t) + 0.05 * rng.standard_normal(t.size)
+        name = f"clip_{i:06d}.wav"
+        sf.write(root / "audio_files" / name, wave.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
+        rows.append((name, f"class_{label}"))
+    table = pd.DataFrame(rows, columns=[FILE_COLUMN, TARGET_COLUMN])
+    table.to_csv(root / "train.csv", index=False)
+    table.to_csv(root / "sample_submission.csv", index=False)
+    return root
+
+
+def sample_folder(source: Path, root: Path, clips: int, seed: int = 0) -> Path:
+    """A Kaggle-layout folder of `clips` rows of `source`'s train.csv, its audio folder linked."""
+    table = read_table(source / "train.csv")
+    table = table.sample(n=min(clips, len(table)), random_state=seed)
+    root.mkdir(parents=True)
+    (root / "audio_files").symlink_to((source / "audio_files").resolve())
+    table.to_csv(root / "train.csv", index=False)
+    table.to_csv(root / "sample_submission.csv", index=False)
+    return root
+
+
+def our_config(root: Path, work: Path, device: str, batch_size: int, overrides: Iterable[str]) -> DictConfig:
+    """The training config as `python -m speechcls.train` composes it, on the benchmark's files."""
+    base = [
+        "data=kaggle",
+        f"data.root={root}",
+        f"data.batch_size={batch_size}",
+        f"paths.root_dir={work}",
+        f"paths.output_dir={work / 'run'}",
+        "augment=none",
+        "trainer=gpu" if device == "cuda" else "trainer=cpu",
+    ]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=[*base, *overrides])
+
+
+def plain(node: DictConfig) -> dict:
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def clips_per_second(run: Callable[[], int], device: torch.device) -> float:
+    """Clips per second of `run`, which returns how many clips it handled."""
+    start = time.perf_counter()
+    clips = run()
+    synchronize(device)
+    return clips / (time.perf_counter() - start)
+
+
+def best_rates(ways: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Each way's best clips per second over `repeats` rounds that run the ways in turn, so that a burst
+    of other processes' load on a shared machine hits every way alike and the best round shows each."""
+    best = dict.fromkeys(ways, 0.0)
+    for _ in range(repeats):
+        for name, way in ways.items():
+            best[name] = max(best[name], way())
+    return best
+
+
+def drain(batches: Iterable, device: torch.device, features: torch.nn.Module | None = None) -> int:
+    """Move every batch to the device (computing log-mels of waveform batches there); the clip count."""
+    clips = 0
+    for inputs, labels in batches:
+        inputs = inputs.to(device, non_blocking=True)
+        if features is not None:
+            features(inputs)
+        clips += len(labels)
+    return clips
+
+
+def bench_data(cfg: DictConfig, dataset: WaveformDataset, device: torch.device, repeats: int) -> dict[str, float]:
+    """Clips per second from files to log-mels on the device: the tutorial's way, ours cold and warm."""
+    paths, labels, batch_size, workers = dataset.paths, dataset.labels, cfg.data.batch_size, cfg.data.num_workers
+    features = instantiate(cfg.features).to(device)
+    cold_dirs = (Path(cfg.paths.cache_dir) / f"cold-{i}" for i in itertools.count())
+
+    def tutorial() -> int:
+        items = TutorialDataset(paths, labels, plain(cfg.features))
+        return drain(DataLoader(items, batch_size=batch_size, shuffle=True), device)
+
+    def cached(cache_dir: Path = Path(cfg.paths.cache_dir)) -> WaveCache:
+        return WaveCache.ensure(paths, cache_dir, dataset.sample_rate, dataset.length)
+
+    def on_device(cache_dir: Path = Path(cfg.paths.cache_dir)) -> int:
+        batches = DeviceBatches(cached(cache_dir), labels, batch_size, dataset.length, train=True, device=device)
+        return drain(batches, device, features)
+
+    def loader() -> int:
+        items = WaveformDataset(paths, labels, train=True, length=dataset.length, cache=cached())
+        batches = DataLoader(items, batch_size, shuffle=True, num_workers=workers, pin_memory=device.type == "cuda")
+        return drain(batches, device, features)
+
+    cached()
+    ways = {
+        "tutorial": tutorial,
+        "cold cache (build + one pass, on device)": lambda: on_device(next(cold_dirs)),
+        f"warm cache, DataLoader ({workers} workers)": loader,
+        "warm cache, on device": on_device,
+    }
+    return best_rates({name: lambda way=way: clips_per_second(way, device) for name, way in ways.items()}, repeats)
+
+
+def bench_tutorial_training(
+    cfg: DictConfig, dataset: WaveformDataset, classes: int, steps: int, device: torch.device
+) -> float:
+    """Clips per second of steps 2..`steps` of the tutorial's loop (the first one warms up)."""
+    net = TorchvisionClassifier("resnet18", classes, in_channels=3).to(device)
+    optimizer = instantiate(cfg.optimizer)(params=net.parameters())
+    items = TutorialDataset(dataset.paths, dataset.labels, plain(cfg.features))
+    loader = DataLoader(items, batch_size=cfg.data.batch_size, shuffle=True)
+    batches = itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), steps)
+    running_loss, clips, start = 0.0, 0, 0.0
+    for step, (spectrogram, labels) in enumerate(batches):
+        spectrogram, labels = spectrogram.to(device), labels.to(device)
+        loss = torch.nn.functional.cross_entropy(net(spectrogram), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.item()  # the tutorial's running loss: a sync every step
+        if step == 0:
+            start = time.perf_counter()
+        else:
+            clips += len(labels)
+    return clips / (time.perf_counter() - start)
+
+
+class StepTimer(L.Callback):
+    """Clips per second of every training step after the first."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.end = 0.0
+        self.clips = 0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx: int) -> None:
+        synchronize(module.device)
+        now = time.perf_counter()
+        if self.start is None:
+            self.start = now
+        else:
+            self.clips, self.end = self.clips + len(batch[1]), now
+
+    @property
+    def rate(self) -> float:
+        return self.clips / (self.end - self.start)
+
+
+def bench_our_training(cfg: DictConfig, steps: int) -> float:
+    """Clips per second of steps 2..`steps` of `python -m speechcls.train`'s setup (cache warm)."""
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = build_module(cfg, datamodule.classes)
+    if cfg.compile:
+        module.net.compile()
+    timer = StepTimer()
+    trainer = instantiate(
+        cfg.trainer,
+        max_steps=steps,
+        limit_val_batches=0,
+        logger=False,
+        callbacks=[timer],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    return timer.rate
+
+
+def machine(device: torch.device) -> dict:
+    cpu = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        lines = cpuinfo.read_text().splitlines()
+        cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), cpu)
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu": cpu,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def row(measurement: str, tutorial: float, ours: float, target: float | None) -> dict:
+    return {"measurement": measurement, "tutorial": tutorial, "ours": ours, "ratio": ours / tutorial, "target": target}
+
+
+def run(
+    clips: int,
+    steps: int,
+    device_name: str,
+    out: Path,
+    data: Path | None = None,
+    predict_clips: int = 512,
+    batch_size: int = 64,
+    overrides: Iterable[str] = (),
+    repeats: int = 3,
+) -> dict:
+    """All three measurements; returns what is written to `out`/bench.json (and bench.md)."""
+    device = torch.device(device_name)
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="speechcls-bench-") as work:
+        work = Path(work)
+        root = sample_folder(data, work / "data", clips) if data else make_clips(work / "data", clips)
+        cfg = our_config(root, work, device.type, batch_size, overrides)
+        L.seed_everything(cfg.seed, workers=True)
+        # The training split of our data module: the files both ways read in every measurement.
+        split = instantiate(cfg.data, cache=False, on_device=False)
+        split.setup("fit")
+        train = split.splits["train"]
+        data_rates = bench_data(cfg, train, device, repeats)
+        training = best_rates(
+            {
+                "tutorial": lambda: bench_tutorial_training(cfg, train, len(split.classes), steps, device),
+                "ours": lambda: bench_our_training(cfg, steps),
+            },
+            repeats,
+        )
+        module = build_module(cfg, split.classes)
+        files = train.paths[:predict_clips]
+        predictions = [
+            measure_predict_speedup(module, files, batch_size, cfg.data.num_workers, device_name) for _ in range(repeats)
+        ]
+    tutorial_data = data_rates.pop("tutorial")
+    rows = [
+        row(f"data path, {name}", tutorial_data, rate, TARGETS["data"] if "warm" in name else None)
+        for name, rate in data_rates.items()
+    ]
+    name = f"training ResNet18, {steps} steps"
+    rows.append(row(name, training["tutorial"], training["ours"], TARGETS["training"]))
+    rows.append(
+        row(
+            f"prediction, {len(files)} files",
+            max(p["tutorial_clips_per_s"] for p in predictions),
+            max(p["batched_clips_per_s"] for p in predictions),
+            TARGETS["prediction"],
+        )
+    )
+    result = {
+        # Other processes' load, on which a shared machine's figures depend.
+        "machine": {**machine(device), "load_average_1min": [load_before, os.getloadavg()[0]]},
+        "settings": {
+            "clips": clips,
+            "train_clips": len(train),
+            "steps": steps,
+            "batch_size": batch_size,
+            "repeats": repeats,
+            "data": str(data) if data else "generated",
+            "overrides": list(overrides),
+        },
+        "rows": rows,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(result, indent=2))
+    (out / "bench.md").write_text(markdown(result))
+    return result
+
+
+def markdown(result: dict) -> str:
+    m, s = result["machine"], result["settings"]
+    policy = "" if m["omp_wait_policy"] == "default" else f", OMP_WAIT_POLICY={m['omp_wait_policy']}"
+    overrides = f", overrides {' '.join(s['overrides'])}" if s["overrides"] else ""
+    lines = [
+        f"Device {m['device']}, CPU {m['cpu']} ({m['cpu_cores']} cores, {m['torch_threads']} torch threads{policy}), "
+        f"torch {m['torch']}, {m['date']}, load average {m['load_average_1min'][0]:.1f} before and "
+        f"{m['load_average_1min'][1]:.1f} after; {s['train_clips']} training clips ({s['data']}), "
+        f"batch {s['batch_size']}, best of {s['repeats']} interleaved rounds{overrides}.",
+        "",
+        "| measurement | tutorial clips/s | ours clips/s | ours / tutorial | target |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for r in result["rows"]:
+        target = ""
+        if r["target"] is not None:
+            target = f"≥ {r['target']:g}× " + ("met" if r["ratio"] >= r["target"] else "missed")
+        rates = f"{r['tutorial']:,.0f} | {r['ours']:,.0f} | {r['ratio']:.1f}×"
+        lines.append(f"| {r['measurement']} | {rates} | {target} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clips", type=int, default=2000, help="clips to generate or sample (80%% train)")
+    parser.add_argument("--steps", type=int, default=20, help="training steps each way (the first is not timed)")
+    parser.add_argument("--predict-clips", type=int, default=512, help="files each way predicts")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of every measurement; the best counts")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for both ways (default: torch's)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--data", type=Path, default=None, help="a Kaggle-layout folder to sample clips from")
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of our config, e.g. module.channels_last=false")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = run(
+        args.clips,
+        args.steps,
+        args.device,
+        args.out,
+        args.data,
+        args.predict_clips,
+        args.batch_size,
+        args.overrides,
+        args.repeats,
+    )
+    print(markdown(result))
+    print(f"written: {args.out / 'bench.json'}, {args.out / 'bench.md'}")
+
+
+if __name__ == "__main__":
+    main()

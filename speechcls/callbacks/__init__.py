@@ -1,0 +1,13 @@
+"""Lightning callbacks that show a run in TensorBoard, one concern each.
+
+Throughput logs scalars through `pl_module.log`, to every logger. The others write images and audio
+through the TensorBoard logger's SummaryWriter and do nothing when the run has no TensorBoard logger
+(CSV only, or none).
+"""
+
+from speechcls.callbacks.confusion import ConfusionMatrix
+from speechcls.callbacks.examples import ValidationExamples, WorstMistakes
+from speechcls.callbacks.throughput import Throughput
+from speechcls.callbacks.training_batch import TrainingBatch
+
+__all__ = ["ConfusionMatrix", "Throughput", "TrainingBatch", "ValidationExamples", "WorstMistakes"]

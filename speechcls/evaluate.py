@@ -1,0 +1,159 @@
+"""Score a checkpoint or a submission against labels: `python -m speechcls.evaluate [overrides]`.
+
+`ckpt_path=...` runs the model on the validation split (or on `labels=<csv>`); `submission=<csv>
+labels=<csv>` scores a submission without a model. Writes into the run directory: metrics.json,
+classification_report.csv (per class), confusion_matrix.csv and .png (rows: true, columns: predicted)
+and misclassified.csv (most confident mistakes first).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+from matplotlib.figure import Figure
+from omegaconf import DictConfig, OmegaConf
+from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from speechcls.checkpoints import resolve_checkpoint
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
+from speechcls.predict import load_classifier, make_trainer, predict_probabilities
+from speechcls.submission import check_submission
+from speechcls.train import CONFIG_DIR
+
+PREDICTED_COLUMN = "predicted"
+CONFIDENCE_COLUMN = "confidence"
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Write the reports into `paths.output_dir`, print the headline figures and return them."""
+    if cfg.submission:
+        results, classes = score_submission(cfg)
+        source = f"submission {cfg.submission}"
+    else:
+        results, classes = run_model(cfg)
+        source = f"checkpoint on {cfg.labels or 'the validation split'}"
+    return write_reports(results, classes, Path(cfg.paths.output_dir), source)
+
+
+def run_model(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
+    """Predictions of the checkpoint on the labelled clips, with their confidence, and its classes."""
+    checkpoint = resolve_checkpoint(cfg.ckpt_path, cfg.runs_dir)
+    classifier = load_classifier(checkpoint, cfg.channels_last)
+    classes = classifier.classes
+    # Labels are indexed by the checkpoint's classes: an unknown label is an error naming it.
+    datamodule = instantiate(cfg.data, classes=classes, test_labels=cfg.labels)
+    if cfg.labels is None:
+        warn_if_split_differs(cfg, checkpoint)
+        datamodule.setup("validate")
+    loader = datamodule.test_dataloader()
+    probabilities = predict_probabilities(classifier, loader, make_trainer(cfg), cfg.tta_shifts)
+    confidence, predicted = probabilities.max(dim=1)
+    dataset = loader.dataset
+    return pd.DataFrame(
+        {
+            FILE_COLUMN: [path.relative_to(datamodule.audio_dir).as_posix() for path in dataset.paths],
+            TARGET_COLUMN: [classes[i] for i in dataset.labels],
+            PREDICTED_COLUMN: [classes[i] for i in predicted.tolist()],
+            CONFIDENCE_COLUMN: confidence.numpy(),
+        }
+    ), classes
+
+
+def score_submission(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
+    """The submission's labels beside the answers, and the answers' classes (its labels must be among them)."""
+    if not cfg.labels:
+        raise ValueError("scoring a submission needs the answers: labels=<file_name,target CSV>")
+    answers = read_table(Path(cfg.data.root) / cfg.labels)
+    submission = read_table(cfg.submission)
+    classes = sorted(set(answers[TARGET_COLUMN]))
+    check_submission(submission, answers[FILE_COLUMN].tolist(), classes, ordered=False, name=cfg.submission)
+    predicted = submission.set_index(FILE_COLUMN)[TARGET_COLUMN]
+    results = answers[[FILE_COLUMN, TARGET_COLUMN]].assign(**{PREDICTED_COLUMN: predicted[answers[FILE_COLUMN]].values})
+    return results, classes
+
+
+def write_reports(results: pd.DataFrame, classes: Sequence[str], output_dir: Path, source: str) -> dict[str, float]:
+    """All report files for `results` (file_name, target, predicted[, confidence]) over `classes`."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    true, predicted = results[TARGET_COLUMN], results[PREDICTED_COLUMN]
+    wrong = results[true != predicted]
+    metrics = {
+        "accuracy": float((true == predicted).mean()),
+        # Over the classes that occur among the labels or the predictions (scikit-learn's default).
+        "macro_f1": float(f1_score(true, predicted, average="macro", zero_division=0)),
+        "clips": len(results),
+        "misclassified": len(wrong),
+    }
+    (output_dir / "metrics.json").write_text(json.dumps({**metrics, "source": source}, indent=2))
+    precision, recall, f1, support = precision_recall_fscore_support(true, predicted, labels=classes, zero_division=0)
+    pd.DataFrame(
+        {"class": classes, "precision": precision, "recall": recall, "f1": f1, "support": support}
+    ).to_csv(output_dir / "classification_report.csv", index=False, float_format="%.4f")
+    matrix = confusion_matrix(true, predicted, labels=classes)
+    table = pd.DataFrame(matrix, index=pd.Index(classes, name="true"), columns=classes)
+    table.to_csv(output_dir / "confusion_matrix.csv")
+    confusion_figure(matrix, classes).savefig(output_dir / "confusion_matrix.png", dpi=150, bbox_inches="tight")
+    if CONFIDENCE_COLUMN in wrong:
+        wrong = wrong.sort_values(CONFIDENCE_COLUMN, ascending=False, kind="stable")
+    wrong.to_csv(output_dir / "misclassified.csv", index=False, float_format="%.4f")
+    print(
+        "\n".join(
+            [
+                "",
+                f"evaluation of the {source}",
+                f"{'accuracy':>14}: {metrics['accuracy']:.4f}",
+                f"{'macro-F1':>14}: {metrics['macro_f1']:.4f}",
+                f"{'clips':>14}: {metrics['clips']}",
+                f"{'misclassified':>14}: {metrics['misclassified']}",
+                f"{'reports':>14}: {output_dir}",
+            ]
+        )
+    )
+    return metrics
+
+
+def confusion_figure(matrix: np.ndarray, classes: Sequence[str]) -> Figure:
+    """The confusion matrix as a figure sized to stay readable at 35 classes; zero cells left blank."""
+    side = max(4.0, 0.3 * len(classes) + 2.0)
+    figure = Figure(figsize=(side, side))
+    axes = figure.add_subplot()
+    display = ConfusionMatrixDisplay(matrix, display_labels=list(classes))
+    display.plot(ax=axes, xticks_rotation="vertical", colorbar=False, cmap="Blues", values_format="d")
+    for text, count in zip(display.text_.ravel(), matrix.ravel()):
+        text.set_visible(count > 0)
+        text.set_fontsize(7 if len(classes) > 20 else 10)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    return figure
+
+
+def warn_if_split_differs(cfg: DictConfig, checkpoint: Path) -> None:
+    """Validation figures mean something only if the split is drawn as in training: compare with the
+    training run's saved config, where there is one."""
+    saved = checkpoint.parent.parent / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        return
+    trained = OmegaConf.load(saved).data
+    for key in ("seed", "val_fraction"):
+        if trained[key] != cfg.data[key]:
+            warnings.warn(
+                f"data.{key}={cfg.data[key]} but the checkpoint's run was trained with {trained[key]}: "
+                f"the validation split may contain training clips (pass seed=... as in training)",
+                stacklevel=2,
+            )
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hydra.utils import instantiate
+
+from conftest import TINY_CLASSES, compose_train
+from speechcls.augment import (
+    Augmentation,
+    BackgroundNoise,
+    Mixup,
+    RandomGain,
+    SpecAugment,
+    SpeedPerturbation,
+    TimeShift,
+)
+from speechcls.train import build_module, train
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    torch.manual_seed(0)
+
+
+def speech_like(batch: int = 4, samples: int = 1600) -> torch.Tensor:
+    """Tones of different pitch in the middle of the clip, silence at both ends."""
+    t = torch.arange(samples) / 16000
+    envelope = ((t > 0.03) & (t < 0.07)).float()
+    return torch.stack([envelope * torch.sin(2 * torch.pi * (300 + 100 * i) * t) for i in range(batch)])
+
+
+def test_time_shift_moves_each_clip_within_the_limit_filling_with_silence():
+    wave = torch.zeros(8, 1000)
+    wave[:, 500] = 1.0
+    shifted = TimeShift(max_seconds=0.01, p=1.0)(wave)  # 160 samples
+    positions = shifted.argmax(dim=1) - 500
+    assert (shifted.sum(dim=1) == 1).all()
+    assert positions.abs().max() <= 160 and len(positions.unique()) > 1
+    edge = torch.ones(1, 1000)
+    assert (TimeShift(max_seconds=0.01, p=1.0)(edge) == 0).any()  # shifted in silence, no wrap-around
+
+
+def test_random_gain_scales_each_clip_by_one_factor_within_the_limit():
+    wave = speech_like()
+    louder = RandomGain(max_db=6.0, p=1.0)(wave)
+    ratio = louder.abs().amax(dim=1) / wave.abs().amax(dim=1)
+    assert torch.allclose(louder, wave * ratio[:, None], atol=1e-6)
+    assert ((ratio >= 10 ** (-6 / 20) - 1e-6) & (ratio <= 10 ** (6 / 20) + 1e-6)).all()
+    assert not torch.allclose(ratio, torch.ones_like(ratio))
+
+
+@pytest.mark.parametrize("source", ["coloured", "folder"])
+def test_background_noise_is_added_at_a_snr_in_the_range(tmp_path, source):
+    folder = None
+    if source == "folder":
+        rng = np.random.default_rng(0)
+        for name in ("white.wav", "hum.wav"):
+            sf.write(tmp_path / name, 0.1 * rng.standard_normal(4000).astype(np.float32), 16000)
+        folder = str(tmp_path)
+    wave = speech_like()
+    noisy = BackgroundNoise(snr_db=(10.0, 20.0), p=1.0, folder=folder)(wave)
+    noise = noisy - wave
+    snr = 10 * torch.log10(wave.pow(2).mean(1) / noise.pow(2).mean(1))
+    assert ((snr > 10 - 1e-3) & (snr < 20 + 1e-3)).all()
+    assert noise[:, :100].abs().sum() > 0  # noise covers the silence too
+
+
+def test_background_noise_reads_only_the_stretch_of_each_recording(tmp_path):
+    for name, level in (("a.wav", 0.1), ("b.wav", 0.2)):
+        sf.write(tmp_path / name, np.full(4000, level, np.float32), 16000, subtype="FLOAT")
+    noise = BackgroundNoise(p=1.0, folder=str(tmp_path), stretch=(0.25, 0.75))
+    noise(speech_like())
+    expected = torch.cat([torch.full((2000,), 0.1), torch.full((2000,), 0.2)])
+    assert torch.equal(noise.recordings, expected)
+
+
+def test_background_noise_folder_without_recordings_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"BackgroundNoise: no .wav files in {tmp_path}"):
+        BackgroundNoise(p=1.0, folder=str(tmp_path))(speech_like())
+
+
+def test_speed_perturbation_changes_pitch_by_the_factor():
+    t = torch.arange(16000) / 16000
+    wave = torch.sin(2 * torch.pi * 1000 * t)[None]
+    peak_hz = lambda clip: float(torch.fft.rfft(clip[0, 4000:12000]).abs().argmax() * 16000 / 8000)  # noqa: E731
+    faster = SpeedPerturbation(factor=(1.1, 1.1), p=1.0)(wave)
+    assert peak_hz(faster) == pytest.approx(1100, abs=5)
+    assert faster.shape == wave.shape and (faster[0, :700] == 0).all()  # the clip ran out: silence
+    slower = SpeedPerturbation(factor=(0.8, 0.8), p=1.0)(wave)
+    assert peak_hz(slower) == pytest.approx(800, abs=5)
+
+
+def test_spec_augment_masks_bands_and_frames_to_each_examples_mean():
+    spectrogram = torch.randn(16, 1, 64, 32) - torch.arange(16).view(16, 1, 1, 1) * 10
+    masked = SpecAugment(freq_masks=1, freq_width=0.2, time_masks=1, time_width=0.2, p=1.0)(spectrogram)
+    changed = masked != spectrogram
+    assert changed.any(dim=(1, 2, 3)).float().mean() > 0.5
+    mean = spectrogram.mean(dim=(-2, -1), keepdim=True).expand_as(spectrogram)
+    assert torch.allclose(masked[changed], mean[changed], atol=1e-4)
+    rows = changed.all(dim=3).sum(dim=(1, 2))  # masked mel bins are whole rows
+    assert rows.max() <= round(0.2 * 64) and len(rows.unique()) > 1  # widths differ per example
+
+
+def test_mixup_blends_inputs_and_targets_with_the_same_weights_and_partners():
+    unique = torch.eye(32)  # each example its own class: a blended input shows its weights and partner
+    mixed, mixed_target = Mixup(alpha=0.4, p=1.0)(unique, unique.clone())
+    assert torch.equal(mixed, mixed_target)
+    assert torch.allclose(mixed_target.sum(1), torch.ones(32))
+    assert (mixed_target.diagonal() >= 0.5).all()  # an example's own class keeps the majority
+    assert (mixed_target.diagonal() < 1).sum() > 16
+    untouched, _ = Mixup(alpha=0.4, p=0.0)(unique, unique.clone())
+    assert torch.equal(untouched, unique)
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        TimeShift(p=0.0),
+        RandomGain(p=0.0),
+        BackgroundNoise(p=0.0),
+        SpeedPerturbation(p=0.0),
+    ],
+    ids=lambda t: type(t).__name__,
+)
+def test_probability_zero_leaves_the_batch_unchanged(transform):
+    wave = speech_like()
+    assert torch.equal(transform(wave), wave)
+
+
+def test_probability_outside_zero_one_is_refused():
+    with pytest.raises(ValueError, match=r"RandomGain: p must be in \[0, 1\], got 1.5"):
+        RandomGain(p=1.5)
+    with pytest.raises(ValueError, match=r"Mixup: p must be in \[0, 1\], got -0.1"):
+        Mixup(p=-0.1)
+    with pytest.raises(ValueError, match="Mixup: alpha must be positive, got 0"):
+        Mixup(alpha=0)
+
+
+def compose_module(tmp_path, *overrides):
+    cfg = compose_train(tmp_path, "data=kaggle", "data.root=unused", "model=bc_resnet", "model.width=1", *overrides)
+    return build_module(cfg, TINY_CLASSES)
+
+
+TRANSFORMS = ["wave.time_shift", "wave.speed", "wave.gain", "wave.noise", "spectrogram.spec_augment", "mixup"]
+
+
+@pytest.mark.parametrize("only", TRANSFORMS)
+def test_each_augmentation_changes_training_batches_and_never_evaluation_ones(tmp_path, only):
+    overrides = ["augment=strong", *(f"augment.{t}=null" for t in TRANSFORMS if t != only), f"augment.{only}.p=1.0"]
+    module = compose_module(tmp_path, *overrides)
+    active = [*module.augment.wave, *module.augment.spectrogram, *(["mixup"] if module.augment.mixup else [])]
+    assert active == [only.split(".")[-1]]
+    seen = []
+    module.net.register_forward_hook(lambda net, inputs, output: seen.append(inputs[0].clone()))
+    wave, target = speech_like(8, 16000), torch.arange(8) % len(TINY_CLASSES)
+    clean = module.features(wave)
+
+    module.train()
+    module.training_step((wave, target), 0)
+    assert not torch.allclose(seen[-1], clean)
+    module.eval()
+    module.validation_step((wave, target), 0)
+    assert torch.equal(seen[-1], clean)
+    module.test_step((wave, target), 0)
+    assert torch.equal(seen[-1], clean)
+
+
+def test_default_augment_config_builds_the_documented_pipeline(tmp_path):
+    cfg = compose_train(tmp_path, "data=kaggle", "data.root=unused")
+    augment = instantiate(cfg.augment)
+    assert isinstance(augment, Augmentation)
+    assert list(augment.wave) == ["time_shift", "speed", "gain", "noise"]
+    assert list(augment.spectrogram) == ["spec_augment"]
+    off = instantiate(compose_train(tmp_path, "data=kaggle", "data.root=unused", "augment.wave.noise=null").augment)
+    assert list(off.wave) == ["time_shift", "speed", "gain"]
+    assert build_module(compose_train(tmp_path, "data=kaggle", "data.root=unused", "augment=none"), TINY_CLASSES).augment is None
+
+
+def test_training_with_strong_augmentation_and_label_smoothing_runs(tmp_path, kaggle_root):
+    cfg = compose_train(
+        tmp_path, "data=kaggle", f"data.root={kaggle_root}", "trainer=debug", "augment=strong",
+        "module.label_smoothing=0.1", "model=bc_resnet", "model.width=1",
+    )  # fmt: skip
+    train(cfg)
