@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from speechcls.audio import CLIP_SAMPLES
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.module import SpeechClassifier
+from speechcls.predict import load_classifier
 from speechcls.train import CONFIG_DIR
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
@@ -24,7 +25,7 @@ def export(checkpoint: str | Path, output_dir: str | Path, format: str = "onnx",
     """Write the exported model and labels.txt into `output_dir`; returns the model's path."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {sorted(FORMATS)}, got {format!r}")
-    module = SpeechClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
+    module = load_classifier(checkpoint).eval()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / FORMATS[format]

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from speechcls.train import CONFIG_DIR, train
@@ -90,3 +91,11 @@ def run_train(
     ]  # fmt: skip
     command = [sys.executable, "-m", "speechcls.train", *(["--multirun"] if multirun else []), *base, *overrides]
     return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+
+
+def setup_datamodule(tmp_path: Path, data: str, root: Path, *overrides: str):
+    """The data module of config `data=<data>` on `root`, set up for fitting."""
+    cfg = compose_train(tmp_path, f"data={data}", f"data.root={root}", *overrides)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    return datamodule

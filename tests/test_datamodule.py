@@ -3,18 +3,14 @@ from collections import Counter
 import numpy as np
 import pytest
 import soundfile as sf
-from hydra.utils import instantiate
 
-from conftest import TINY_CLASSES, compose_train
+from conftest import TINY_CLASSES, setup_datamodule
 from speechcls.audio import CLIP_SAMPLES
 from speechcls.data.tables import TableError
 
 
 def make_datamodule(tmp_path, root, *overrides):
-    cfg = compose_train(tmp_path, "data=kaggle", f"data.root={root}", *overrides)
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
-    return datamodule
+    return setup_datamodule(tmp_path, "kaggle", root, *overrides)
 
 
 def test_split_is_stratified_sorted_and_reproducible(tmp_path, kaggle_root):

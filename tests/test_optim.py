@@ -32,7 +32,7 @@ def lrs_over(optimizer, scheduler, steps: int) -> list[float]:
     ("name", "kind", "settings"),
     [
         ("adam", torch.optim.Adam, {"lr": 1e-4, "betas": (0.9, 0.99), "eps": 1e-6, "weight_decay": 5e-4}),
-        ("adamw", torch.optim.AdamW, {"lr": 1e-3, "weight_decay": 0.01}),
+        ("adamw", torch.optim.AdamW, {"lr": 3e-3, "weight_decay": 0.01}),
         ("sgd", torch.optim.SGD, {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}),
     ],
 )
@@ -60,11 +60,13 @@ def test_steplr_and_multistep_step_per_epoch_at_their_milestones(tmp_path):
 
 
 def test_cosine_warms_up_then_decays_to_zero_over_the_trainers_steps(tmp_path):
-    _, config = configured(tmp_path, "scheduler=cosine", "scheduler.scheduler.warmup_fraction=0.1", total_steps=100)
+    _, config = configured(
+        tmp_path, "scheduler=cosine", "scheduler.scheduler.warmup_fraction=0.1", "optimizer.lr=1e-3", total_steps=100
+    )
     assert config["lr_scheduler"]["interval"] == "step"
     lrs = lrs_over(config["optimizer"], config["lr_scheduler"]["scheduler"], 101)
     peak = max(lrs)
-    assert peak == pytest.approx(1e-4) and lrs.index(peak) == 10
+    assert peak == pytest.approx(1e-3) and lrs.index(peak) == 10
     assert lrs[:10] == sorted(lrs[:10]) and lrs[10:] == sorted(lrs[10:], reverse=True)
     assert lrs[100] == pytest.approx(0.0, abs=1e-12)
 
@@ -88,8 +90,8 @@ def test_onecycle_peaks_at_the_optimizer_lr_and_lasts_the_trainers_steps(tmp_pat
 
 
 def test_no_scheduler_gives_the_bare_optimizer(tmp_path):
-    _, config = configured(tmp_path, "scheduler=none")
-    assert isinstance(config, torch.optim.Adam)
+    _, config = configured(tmp_path, "optimizer=sgd", "scheduler=none")
+    assert type(config) is torch.optim.SGD
 
 
 def test_per_step_schedule_is_stepped_every_batch_in_training(tmp_path, kaggle_root):

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from hydra.utils import instantiate
 
-from conftest import compose_train, write_tone
+from conftest import compose_train, setup_datamodule, write_tone
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, read_audio
 from speechcls.data.speechcommands import SILENCE, TWELVE_CLASS_WORDS, UNKNOWN
 from speechcls.train import train
@@ -42,10 +41,7 @@ def speechcommands_root(tmp_path_factory):
 
 
 def make_datamodule(tmp_path, root, *overrides):
-    cfg = compose_train(tmp_path, "data=speechcommands", f"data.root={root}", *overrides)
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
-    return datamodule
+    return setup_datamodule(tmp_path, "speechcommands", root, *overrides)
 
 
 def names(dataset, root):

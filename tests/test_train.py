@@ -1,6 +1,3 @@
-import subprocess
-import sys
-
 import torch
 from hydra.utils import instantiate
 
@@ -10,14 +7,15 @@ from speechcls.train import train
 
 def test_fast_dev_run_through_the_composed_config(tmp_path, kaggle_root):
     cfg = compose_train(tmp_path, "data=kaggle", f"data.root={kaggle_root}", "trainer=debug")
-    assert cfg.optimizer.lr == 1e-4 and cfg.scheduler.scheduler.step_size == 20
+    assert cfg.optimizer.lr == 3e-3 and cfg.scheduler.interval == "step"
     assert cfg.features.hop_length == 512 and cfg.data.batch_size == 8
     train(cfg)
 
 
 def test_training_writes_checkpoint_with_classes_and_tensorboard_events(tmp_path, kaggle_root):
     cfg = compose_train(
-        tmp_path, "data=kaggle", f"data.root={kaggle_root}", "trainer.max_epochs=2", "optimizer.lr=1e-3"
+        tmp_path, "data=kaggle", f"data.root={kaggle_root}", "trainer.max_epochs=2", "optimizer=adam", "optimizer.lr=1e-3",
+        "scheduler=steplr",
     )
     metric = train(cfg)
     assert 0.0 <= metric <= 1.0
@@ -35,16 +33,3 @@ def test_three_channel_model_replicates_the_spectrogram(tmp_path, kaggle_root):
     cfg = compose_train(tmp_path, "data=kaggle", f"data.root={kaggle_root}", "model.in_channels=3")
     net = instantiate(cfg.model, num_classes=5)
     assert net(torch.randn(2, 1, 64, 32)).shape == (2, 5)
-
-
-def test_multirun_makes_one_directory_per_job(tmp_path, kaggle_root):
-    command = [
-        sys.executable, "-m", "speechcls.train", "-m", "optimizer.lr=1e-3,1e-4",
-        "data=kaggle", f"data.root={kaggle_root}", "trainer=debug", "data.num_workers=0",
-        f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-    ]
-    subprocess.run(command, check=True, cwd=tmp_path, capture_output=True, text=True)
-    jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
-    assert jobs == ["0", "1"]
-    for job in jobs:
-        assert (tmp_path / "sweep" / job / "metrics.json").is_file()
