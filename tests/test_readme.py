@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from speechcls.train import CONFIG_DIR
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-COMMAND = re.compile(r"python -m speechcls\.(train|predict|evaluate|export)\b(.*)")
+COMMAND = re.compile(r"python -m speechcls\.(train|predict|evaluate|export|cache)\b(.*)")
 
 
 def readme_commands() -> list[tuple[str, list[str]]]:
@@ -37,4 +37,4 @@ def test_readme_command_composes(entry, arguments):
 
 
 def test_the_readme_has_commands_for_every_entry_point():
-    assert {entry for entry, _ in readme_commands()} == {"train", "predict", "evaluate", "export"}
+    assert {entry for entry, _ in readme_commands()} == {"train", "predict", "evaluate", "export", "cache"}

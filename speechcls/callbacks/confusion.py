@@ -24,7 +24,7 @@ class ConfusionMatrix(Callback):
         if not self.active:
             return
         if self.matrix is None:
-            self.matrix = MulticlassConfusionMatrix(num_classes=len(pl_module.classes), normalize="true")
+            self.matrix = MulticlassConfusionMatrix(num_classes=len(pl_module.classes), normalize="true", validate_args=False)
         self.matrix = self.matrix.to(pl_module.device)
         self.matrix.reset()
 
