@@ -55,9 +55,10 @@ def assert_resumed(run, killed_epoch, resumed_pid):
     """The run finished its epochs in its own directory, continuing the killed one's state."""
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == EPOCHS - 1 and last["global_step"] == EPOCHS * STEPS_PER_EPOCH
-    # Adam's step count and the scheduler's epoch count the killed process's steps too: both were restored.
+    # The optimizer's and the scheduler's counts include the killed process's steps: both were restored.
     assert all(int(s["step"]) == EPOCHS * STEPS_PER_EPOCH for s in last["optimizer_states"][0]["state"].values())
-    assert last["lr_schedulers"][0]["last_epoch"] == EPOCHS
+    per_step = last["hyper_parameters"]["scheduler"]["interval"] == "step"
+    assert last["lr_schedulers"][0]["last_epoch"] == (EPOCHS * STEPS_PER_EPOCH if per_step else EPOCHS)
     assert json.loads((run / "metrics.json").read_text())["epochs"] == EPOCHS
     # The resumed process wrote TensorBoard events into the same directory, from the next epoch on.
     (events,) = (run / "tensorboard").glob(f"events.out.tfevents.*.{resumed_pid}.0")
