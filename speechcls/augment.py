@@ -115,7 +115,9 @@ class BackgroundNoise(RandomTransform):
         recordings = self.recordings
         length = wave.shape[-1]
         if len(recordings) < length:
-            raise ValueError(f"BackgroundNoise: {self.folder} holds {len(recordings)} samples, fewer than a clip ({length})")
+            raise ValueError(
+                f"BackgroundNoise: {self.folder} holds {len(recordings)} samples of noise, fewer than a clip ({length})"
+            )
         start = torch.randint(0, len(recordings) - length + 1, (len(wave), 1), device=wave.device)
         return recordings[start + torch.arange(length, device=wave.device)]
 

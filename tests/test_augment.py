@@ -74,8 +74,11 @@ def test_background_noise_reads_only_the_stretch_of_each_recording(tmp_path):
     assert torch.equal(noise.recordings, expected)
 
 
-def test_background_noise_folder_without_recordings_is_named(tmp_path):
+def test_background_noise_folder_without_enough_noise_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"BackgroundNoise: no .wav files in {tmp_path}"):
+        BackgroundNoise(p=1.0, folder=str(tmp_path))(speech_like())
+    sf.write(tmp_path / "short.wav", np.zeros(1000, np.float32), 16000)
+    with pytest.raises(ValueError, match=r"holds 1000 samples of noise, fewer than a clip \(1600\)"):
         BackgroundNoise(p=1.0, folder=str(tmp_path))(speech_like())
 
 
@@ -173,7 +176,8 @@ def test_default_augment_config_builds_the_documented_pipeline(tmp_path):
     assert list(augment.spectrogram) == ["spec_augment"]
     off = instantiate(compose_train(tmp_path, "data=kaggle", "data.root=unused", "augment.wave.noise=null").augment)
     assert list(off.wave) == ["time_shift", "speed", "gain"]
-    assert build_module(compose_train(tmp_path, "data=kaggle", "data.root=unused", "augment=none"), TINY_CLASSES).augment is None
+    none = compose_train(tmp_path, "data=kaggle", "data.root=unused", "augment=none")
+    assert build_module(none, TINY_CLASSES).augment is None
 
 
 def test_training_with_strong_augmentation_and_label_smoothing_runs(tmp_path, kaggle_root):

@@ -15,7 +15,8 @@ def test_seed_tutorial_composes_to_the_tutorials_settings(tmp_path):
         cfg = compose(config_name="train", overrides=["data=kaggle", "data.root=unused", "experiment=seed_tutorial"])
     assert (cfg.model.arch, cfg.model.in_channels) == ("resnet18", 3)
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 1e-4
-    assert (cfg.scheduler.scheduler.step_size, cfg.scheduler.scheduler.gamma, cfg.scheduler.interval) == (20, 0.1, "epoch")
+    scheduler = cfg.scheduler
+    assert (scheduler.scheduler.step_size, scheduler.scheduler.gamma, scheduler.interval) == (20, 0.1, "epoch")
     assert (cfg.data.batch_size, cfg.trainer.max_epochs) == (64, 30)
     assert (cfg.features.n_fft, cfg.features.hop_length, cfg.features.n_mels) == (1024, 512, 64)
     assert cfg.module.label_smoothing == 0.0

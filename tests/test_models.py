@@ -75,4 +75,5 @@ def test_training_prints_and_logs_parameters_and_macs(tmp_path, kaggle_root, cap
     assert f"BCResNet: {params / 1e6:.3f} M parameters, {macs / 1e6:.1f} M multiply-accumulates per clip" in caplog.text
     with open(tmp_path / "run" / "csv" / "metrics.csv") as file:
         logged = [row for row in csv.DictReader(file) if row["model/params"]]
-    assert [(float(r["model/params"]), float(r["model/macs_per_clip"]), r["step"]) for r in logged] == [(params, macs, "0")]
+    values = [(float(row["model/params"]), float(row["model/macs_per_clip"]), row["step"]) for row in logged]
+    assert values == [(params, macs, "0")]
