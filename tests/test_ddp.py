@@ -29,7 +29,8 @@ def test_ddp_on_two_cpu_processes_shares_one_run_and_syncs_metrics(tmp_path, kag
     waves, labels = next(iter(datamodule.val_dataloader()))
     module = SpeechClassifier.load_from_checkpoint(record["best_checkpoint"], map_location="cpu").eval()
     with torch.no_grad():
-        losses = torch.nn.functional.cross_entropy(module(waves), labels, reduction="none")
+        smoothing = module.hparams.label_smoothing
+        losses = torch.nn.functional.cross_entropy(module(waves), labels, reduction="none", label_smoothing=smoothing)
     assert len(labels) == 6
     assert record["metrics"]["test/loss"] == pytest.approx(losses.mean().item(), rel=1e-4)
     assert record["metrics"]["test/loss"] != pytest.approx(losses[::2].mean().item(), rel=1e-4)  # rank 0's half

@@ -14,8 +14,10 @@ COMMAND = re.compile(r"python -m speechcls\.(train|predict|evaluate|export|cache
 
 
 def readme_commands() -> list[tuple[str, list[str]]]:
+    """The commands of the README's fenced bash blocks (prose mentions are not commands)."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
     commands = []
-    for line in README.read_text().replace("\\\n", " ").splitlines():
+    for line in "\n".join(blocks).replace("\\\n", " ").splitlines():
         match = COMMAND.search(line)
         if match:
             arguments = shlex.split(match.group(2).split("#")[0].split("&&")[0])

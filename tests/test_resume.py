@@ -61,10 +61,14 @@ def assert_resumed(run, killed_epoch, resumed_pid):
     assert last["lr_schedulers"][0]["last_epoch"] == (EPOCHS * STEPS_PER_EPOCH if per_step else EPOCHS)
     assert json.loads((run / "metrics.json").read_text())["epochs"] == EPOCHS
     # The resumed process wrote TensorBoard events into the same directory, from the next epoch on.
-    (events,) = (run / "tensorboard").glob(f"events.out.tfevents.*.{resumed_pid}.0")
-    accumulator = EventAccumulator(str(events))
-    accumulator.Reload()
-    assert {int(s.value) for s in accumulator.Scalars("epoch")} == set(range(killed_epoch + 1, EPOCHS))
+    # (One file per SummaryWriter the process opened: the epochs are in one of them.)
+    epochs = set()
+    for events in (run / "tensorboard").glob(f"events.out.tfevents.*.{resumed_pid}.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        if "epoch" in accumulator.Tags()["scalars"]:
+            epochs |= {int(s.value) for s in accumulator.Scalars("epoch")}
+    assert epochs == set(range(killed_epoch + 1, EPOCHS))
 
 
 def test_sigterm_then_resume_last(tmp_path, kaggle_root):

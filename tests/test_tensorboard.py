@@ -24,7 +24,7 @@ def events(tmp_path_factory, kaggle_root):
     tmp_path = tmp_path_factory.mktemp("tensorboard")
     cfg = compose_train(
         tmp_path, "data=kaggle", f"data.root={kaggle_root}", "trainer.max_epochs=2", "+trainer.limit_train_batches=1",
-        "optimizer.lr=1e-3", "callbacks.last_checkpoint=null",
+        "optimizer=adam", "optimizer.lr=1e-3", "scheduler=steplr", "callbacks.last_checkpoint=null",
         f"callbacks.val_examples.num_examples={EXAMPLES}", "callbacks.worst_mistakes.num_mistakes=2",
     )
     train(cfg)
