@@ -15,7 +15,6 @@ machinery (cache, loaders) like every other clip.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from speechcls.atomic import atomic_write
 from speechcls.audio import read_audio
 from speechcls.data.cache import cache_key
 from speechcls.data.datamodule import SpeechDataModule
@@ -163,6 +163,5 @@ def _read_list(path: Path) -> list[str]:
 
 def _write_clip(path: Path, wave: np.ndarray, sample_rate: int) -> None:
     """Write beside `path` and rename, so a reader never sees half a clip (DDP ranks may race)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    sf.write(temporary, wave, sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(temporary, path)
+    with atomic_write(path) as temporary:
+        sf.write(temporary, wave, sample_rate, subtype="PCM_16", format="WAV")
