@@ -31,6 +31,14 @@ class RandomTransform(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         chosen = torch.rand(len(x), device=x.device) < self.p
+        if x.device.type == "cpu":
+            # Transform only the chosen examples: on a 2-core CPU the transforms of the whole batch
+            # cost a sixth of a ResNet18 step. On a GPU, finding them would wait for the device.
+            rows = chosen.nonzero().squeeze(1)
+            x = x.clone()
+            if len(rows):
+                x[rows] = self.transform(x[rows])
+            return x
         return torch.where(chosen.view(-1, *[1] * (x.dim() - 1)), self.transform(x), x)
 
 
@@ -46,10 +54,11 @@ class TimeShift(RandomTransform):
         self.max_shift = int(max_seconds * sample_rate)
 
     def transform(self, wave: torch.Tensor) -> torch.Tensor:
-        shift = torch.randint(-self.max_shift, self.max_shift + 1, (len(wave), 1), device=wave.device)
-        source = torch.arange(wave.shape[-1], device=wave.device) - shift
-        inside = (source >= 0) & (source < wave.shape[-1])
-        return wave.gather(-1, source.clamp(0, wave.shape[-1] - 1)) * inside
+        shift = torch.randint(-self.max_shift, self.max_shift + 1, (len(wave),), device=wave.device)
+        # Row i is the window of the silence-padded clip starting max_shift - shift[i]: one row gather.
+        padded = nn.functional.pad(wave, (self.max_shift, self.max_shift))
+        windows = padded.unfold(-1, wave.shape[-1], 1)
+        return windows[torch.arange(len(wave), device=wave.device), self.max_shift - shift]
 
 
 class RandomGain(RandomTransform):
@@ -104,7 +113,8 @@ class BackgroundNoise(RandomTransform):
         frequencies = torch.fft.rfftfreq(length, device=wave.device)
         frequencies[0] = frequencies[1]  # keep DC finite
         exponent = _uniform(*self.exponent, len(wave), wave.device)[:, None]
-        return torch.fft.irfft(spectrum * frequencies ** (-exponent / 2), length)
+        # f ** (-exponent / 2) as an exp of a product: a per-row power costs several times more on a CPU.
+        return torch.fft.irfft(spectrum * torch.exp(frequencies.log() * (-exponent / 2)), length)
 
     def _recorded(self, wave: torch.Tensor) -> torch.Tensor:
         if self.recordings is None:
@@ -143,13 +153,13 @@ class SpeedPerturbation(RandomTransform):
         centre = (length - 1) / 2
         factor = _uniform(*self.factor, len(wave), wave.device)[:, None]
         position = centre + (torch.arange(length, device=wave.device) - centre) * factor
-        left = position.floor()
-        weight = position - left
-        # Padded by one sample of silence each side: positions outside the clip read zeros.
-        padded = nn.functional.pad(wave, (1, 1))
-        left_index = left.long().clamp(-1, length) + 1
-        right_index = (left.long() + 1).clamp(-1, length) + 1
-        return (1 - weight) * padded.gather(-1, left_index) + weight * padded.gather(-1, right_index)
+        # grid_sample interpolates in one op (a third of the time of two gathers on a CPU). The clip is
+        # padded by one sample of silence each side; positions outside read zeros. Normalised to the
+        # padded clip's [-1, 1] (align_corners: -1 and 1 are its first and last samples).
+        x = (position + 1) * (2 / (length + 1)) - 1
+        grid = torch.stack([x, torch.zeros_like(x)], dim=-1)[:, None]
+        padded = nn.functional.pad(wave, (1, 1))[:, None, None]
+        return nn.functional.grid_sample(padded, grid, padding_mode="zeros", align_corners=True)[:, 0, 0]
 
 
 class SpecAugment(RandomTransform):
