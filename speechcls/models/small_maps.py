@@ -36,11 +36,12 @@ class SmallMapConv2d(nn.Conv2d):
         return out.view(len(x), self.out_channels, height, width)
 
     def _by_matrix_product(self, x: torch.Tensor, positions: int) -> bool:
+        # Sizes last: while tracing they are tensors, whose truth value the tracer warns about.
         return (
-            positions <= self.max_positions
-            and x.device.type == "cpu"
+            not torch.jit.is_tracing()
             and torch.is_grad_enabled()
-            and not torch.jit.is_tracing()
+            and x.device.type == "cpu"
+            and positions <= self.max_positions
         )
 
 
