@@ -53,12 +53,19 @@ def test_resnet18_keeps_its_state_dict_and_outputs(tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
 
 
-def test_grouped_and_large_map_convolutions_keep_the_ordinary_path():
+def test_grouped_and_large_map_convolutions_keep_the_ordinary_path(monkeypatch):
     net = nn.Sequential(nn.Conv2d(4, 4, 3, groups=4), nn.Conv2d(4, 4, 3, padding="same"))
     train_small_maps_by_matrix_products(net)
     assert all(type(m) is nn.Conv2d for m in net)
     conv = train_small_maps_by_matrix_products(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1)))[0]
-    large = torch.randn(1, 2, 8, 8)
-    assert not conv._by_matrix_product(large, 64)
+    unfolded = []
+    unfold = nn.functional.unfold
+    monkeypatch.setattr(nn.functional, "unfold", lambda *args, **kwargs: unfolded.append(1) or unfold(*args, **kwargs))
+    conv(torch.randn(1, 2, 8, 8))  # 64 positions
+    assert not unfolded
+    small = torch.randn(1, 2, 2, 1)
     with torch.no_grad():  # inference and export take the ordinary path whatever the size
-        assert not conv._by_matrix_product(large, 1)
+        conv(small)
+    assert not unfolded
+    conv(small)
+    assert unfolded  # the path the two checks above rule out

@@ -21,28 +21,21 @@ class SmallMapConv2d(nn.Conv2d):
     max_positions = 4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_tracing() or not torch.is_grad_enabled() or x.device.type != "cpu":
+            return super().forward(x)
         height, width = (
             (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
             for size, pad, dilation, kernel, stride in zip(
                 x.shape[-2:], self.padding, self.dilation, self.kernel_size, self.stride
             )
         )
-        if not self._by_matrix_product(x, height * width):
+        if height * width > self.max_positions:
             return super().forward(x)
         columns = nn.functional.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
         out = self.weight.flatten(1) @ columns  # (batch, out_channels, positions)
         if self.bias is not None:
             out = out + self.bias[:, None]
         return out.view(len(x), self.out_channels, height, width)
-
-    def _by_matrix_product(self, x: torch.Tensor, positions: int) -> bool:
-        # Sizes last: while tracing they are tensors, whose truth value the tracer warns about.
-        return (
-            not torch.jit.is_tracing()
-            and torch.is_grad_enabled()
-            and x.device.type == "cpu"
-            and positions <= self.max_positions
-        )
 
 
 def train_small_maps_by_matrix_products(net: nn.Module) -> nn.Module:
