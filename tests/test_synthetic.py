@@ -1,4 +1,6 @@
 import json
+import multiprocessing
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +20,11 @@ TINY_WORDS = ("up", "sheila", "visual")
 def tiny(**changes) -> SyntheticSpeechSet:
     parameters = dict(words=TINY_WORDS, clips_per_word=3, test_clips_per_word=2, num_workers=2)
     return SyntheticSpeechSet(**{**parameters, **changes})
+
+
+def entries(folder: Path) -> list[str]:
+    """The folder's entries besides generation locks (empty files that persist by design)."""
+    return sorted(path.name for path in folder.iterdir() if path.suffix != ".lock")
 
 
 def folder_bytes(root: Path) -> dict[str, bytes]:
@@ -74,7 +81,23 @@ def test_ensure_reuses_a_matching_set_and_replaces_a_different_one(tmp_path):
     tiny(words=("up", "down"), seed=3).ensure(root)
     assert json.loads(manifest.read_text())["parameters"]["seed"] == 3
     assert len(list((root / "audio_files").iterdir())) == 10
-    assert [path.name for path in tmp_path.iterdir()] == ["set"]
+    assert entries(tmp_path) == ["set"]
+
+
+def test_a_run_started_during_a_generation_waits_for_it_and_reuses_its_set(tmp_path, tiny_root):
+    root = tmp_path / "set"
+    lock = synthetic.generation_lock(root)
+    lock.acquire()
+    waiting = multiprocessing.get_context("fork").Process(target=tiny().ensure, args=(root,))
+    waiting.start()
+    waiting.join(timeout=1.0)
+    assert waiting.is_alive() and entries(tmp_path) == []  # blocked, has not started its own set
+    shutil.copytree(tiny_root, root)  # what the lock holder generates
+    written = (root / MANIFEST).stat().st_mtime_ns
+    lock.release()
+    waiting.join(timeout=60)
+    assert waiting.exitcode == 0
+    assert (root / MANIFEST).stat().st_mtime_ns == written  # reused, not generated again
 
 
 def test_a_hydra_built_generator_matches_its_manifest(tmp_path):
@@ -99,7 +122,7 @@ def test_an_interrupted_generation_leaves_no_set_that_looks_complete(tmp_path, m
     monkeypatch.setattr(synthetic, "_render_clip", crash_on_visual)
     with pytest.raises(RuntimeError, match="worker died"):
         tiny().ensure(root)
-    assert list(tmp_path.iterdir()) == []
+    assert entries(tmp_path) == []
 
     tiny(words=("up",)).ensure(root)
     with pytest.raises(RuntimeError, match="worker died"):
@@ -109,7 +132,7 @@ def test_an_interrupted_generation_leaves_no_set_that_looks_complete(tmp_path, m
     monkeypatch.setattr(synthetic, "_render_clip", render)
     tiny().ensure(root)
     assert len(pd.read_csv(root / "train.csv")) == 9
-    assert [path.name for path in tmp_path.iterdir()] == ["set"]
+    assert entries(tmp_path) == ["set"]
 
 
 def test_cli_writes_the_requested_set(tmp_path, capsys):

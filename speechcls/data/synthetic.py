@@ -21,8 +21,9 @@ word is synthesized in a fresh forked process, in a fixed order: the bytes depen
 library versions) only, never on `num_workers`.
 
 Atomicity: the set is built in the sibling folder ROOT.tmp-<pid> and renamed to ROOT when complete; a
-replaced ROOT is first moved to ROOT.old-<pid>. Leftovers of both kinds are deleted by the next run, so
-only one generator may write a given ROOT at a time (Lightning runs `prepare_data` on one process).
+replaced ROOT is first moved to ROOT.old-<pid>. Leftovers of both kinds are deleted by the next run.
+Concurrency: generation holds the file lock ROOT.lock, so runs started together (a joblib multirun, two
+terminals) wait for the first one's set instead of deleting each other's half-built folders.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import soundfile as sf
 import torch
 import torchaudio
 import torchaudio.functional as AF
+from filelock import FileLock
 from tqdm import tqdm
 
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, fix_length
@@ -149,25 +151,33 @@ class SyntheticSpeechSet:
     def ensure(self, root: str | Path) -> Path:
         """Generate into `root` unless it already holds this exact set."""
         root = Path(root)
-        try:
-            if json.loads((root / MANIFEST).read_text()) == self.manifest():
+        if self._is_written_in(root):  # without the lock: a finished set may sit on a read-only disk
+            return root
+        with generation_lock(root):
+            if self._is_written_in(root):  # a run that held the lock before us wrote it
                 return root
-        except (OSError, ValueError):
-            pass
-        return self.generate(root)
+            return self._generate(root)
 
     def generate(self, root: str | Path) -> Path:
         """Build the set next to `root` and atomically put it in place of an older synthetic set.
 
         A non-empty folder without a manifest is not ours (a real download, say): it is never replaced.
         """
-        root = Path(root)
+        with generation_lock(root):
+            return self._generate(Path(root))
+
+    def _is_written_in(self, root: Path) -> bool:
+        try:
+            return json.loads((root / MANIFEST).read_text()) == self.manifest()
+        except (OSError, ValueError):
+            return False
+
+    def _generate(self, root: Path) -> Path:
         if root.is_dir() and any(root.iterdir()) and not (root / MANIFEST).is_file():
             raise FileExistsError(
                 f"{root} holds files but no {MANIFEST}: not a synthetic set, refusing to replace it; "
                 "use data=kaggle for your own data or point data.root at an empty folder"
             )
-        root.parent.mkdir(parents=True, exist_ok=True)
         for leftover in [*root.parent.glob(f"{root.name}.tmp-*"), *root.parent.glob(f"{root.name}.old-*")]:
             shutil.rmtree(leftover)
         tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
@@ -208,6 +218,13 @@ class SyntheticSpeechSet:
         test.to_csv(folder / "test_labels.csv", index=False)
         test.assign(**{TARGET_COLUMN: self.words[0]}).to_csv(folder / "sample_submission.csv", index=False)
         (folder / MANIFEST).write_text(json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
+
+
+def generation_lock(root: str | Path) -> FileLock:
+    """The lock that one generator of `root` holds at a time (released if its process dies)."""
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(root.with_name(f"{root.name}.lock"))
 
 
 def _synthesize_word(job: tuple[SyntheticSpeechSet, str, Path]) -> list[dict]:

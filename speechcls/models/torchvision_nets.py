@@ -12,14 +12,17 @@ class TorchvisionClassifier(nn.Module):
 
     `in_channels=1` swaps the first convolution for a one-channel one (no wasted 3x compute);
     `in_channels=3` replicates the spectrogram into three channels, as the tutorial did.
+    `builder_options` go to the torchvision builder, e.g. `zero_init_residual=True` for ResNets.
     """
 
-    def __init__(self, arch: str, num_classes: int, in_channels: int = 1) -> None:
+    def __init__(self, arch: str, num_classes: int, in_channels: int = 1, **builder_options) -> None:
         super().__init__()
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
         self.in_channels = in_channels
-        self.net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+        self.net = torchvision.models.get_model(
+            arch, weights=None, num_classes=num_classes, **builder_options
+        )
         if in_channels == 1:
             _replace_stem(self.net)
 
