@@ -33,6 +33,13 @@ def test_three_channel_config_is_the_tutorials_replicated_input(tmp_path):
     assert (cfg.model.arch, cfg.model.in_channels) == ("resnet18", 3)
 
 
+def test_torchvision_builder_options_reach_the_network(tmp_path):
+    cfg = compose_train(tmp_path, "data=kaggle", "data.root=unused", "+model.zero_init_residual=true")
+    net = instantiate(cfg.model, num_classes=5).net
+    assert all(not block.bn2.weight.any() for layer in (net.layer1, net.layer4) for block in layer)
+    assert instantiate(cfg.model, num_classes=5, zero_init_residual=False).net.layer1[0].bn2.weight.all()
+
+
 def test_bc_resnet_is_over_ten_times_smaller_than_resnet18(tmp_path):
     def size(name):
         cfg = compose_train(tmp_path, "data=kaggle", "data.root=unused", f"model={name}")
