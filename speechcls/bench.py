@@ -83,19 +83,22 @@ def sample_folder(source: Path, root: Path, clips: int, seed: int = 0) -> Path:
     return root
 
 
-def our_config(root: Path, work: Path, device: str, batch_size: int, overrides: Iterable[str]) -> DictConfig:
-    """The training config as `python -m speechcls.train` composes it, on the benchmark's files."""
+def our_config(
+    root: Path, work: Path, device: str, batch_size: int, overrides: Iterable[str], entry: str = "train"
+) -> DictConfig:
+    """The config `python -m speechcls.<entry>` composes (train or predict), on the benchmark's files."""
     base = [
         "data=kaggle",
         f"data.root={root}",
         f"data.batch_size={batch_size}",
         f"paths.root_dir={work}",
         f"paths.output_dir={work / 'run'}",
-        "augment=none",
         "trainer=gpu" if device == "cuda" else "trainer=cpu",
     ]
+    if entry == "train":
+        base.append("augment=none")
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=[*base, *overrides])
+        return compose(config_name=entry, overrides=[*base, *overrides])
 
 
 def plain(node: DictConfig) -> dict:
@@ -292,8 +295,11 @@ def run(
         )
         module = build_module(cfg, split.classes)
         files = train.paths[:predict_clips]
+        # Prediction's own loader settings (on a CPU no workers), with the command line's data overrides.
+        data_overrides = [o for o in overrides if o.startswith("data.")]
+        workers = our_config(root, work, device.type, batch_size, data_overrides, "predict").data.num_workers
         predictions = [
-            measure_predict_speedup(module, files, batch_size, cfg.data.num_workers, device_name) for _ in range(repeats)
+            measure_predict_speedup(module, files, batch_size, workers, device_name) for _ in range(repeats)
         ]
     tutorial_data = data_rates.pop("tutorial")
     rows = [
@@ -304,7 +310,7 @@ def run(
     rows.append(row(name, training["tutorial"], training["ours"], TARGETS["training"]))
     rows.append(
         row(
-            f"prediction, {len(files)} files",
+            f"prediction, {len(files)} files ({workers} loader workers)",
             max(p["tutorial_clips_per_s"] for p in predictions),
             max(p["batched_clips_per_s"] for p in predictions),
             TARGETS["prediction"],
