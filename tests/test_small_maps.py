@@ -69,3 +69,15 @@ def test_grouped_and_large_map_convolutions_keep_the_ordinary_path(monkeypatch):
     assert not unfolded
     conv(small)
     assert unfolded  # the path the two checks above rule out
+
+
+def test_kernel_taps_that_meet_only_padding_are_left_out_of_the_product(monkeypatch):
+    conv = train_small_maps_by_matrix_products(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1)))[0]
+    kernels = []
+    unfold = nn.functional.unfold
+    monkeypatch.setattr(
+        nn.functional, "unfold", lambda x, kernel, *args: kernels.append(tuple(kernel)) or unfold(x, kernel, *args)
+    )
+    conv(torch.randn(1, 2, 2, 1))  # ResNet18's layer4 maps: the outer kernel columns meet only padding
+    conv(torch.randn(1, 2, 2, 2))  # every tap meets data at some position
+    assert kernels == [(3, 1), (3, 3)]

@@ -53,8 +53,9 @@ def test_scalars_include_throughput_epoch_time_and_learning_rate(events):
     assert len(accumulator.Scalars("time/epoch_s")) == 2
 
 
-def test_every_validation_epoch_has_confusion_matrix_and_per_class_accuracy_beside_its_scalars(events):
+def test_due_validation_epochs_have_confusion_matrix_and_per_class_accuracy_beside_their_scalars(events):
     accumulator, _ = events
+    # Epochs 0 and the last (here every epoch) are due with the default every_n_epochs=5.
     val_steps = [event.step for event in accumulator.Scalars("val/acc")]
     for tag in ["val/confusion_matrix", "val/per_class_accuracy"]:
         sizes = image_sizes(accumulator, tag)
