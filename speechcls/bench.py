@@ -39,6 +39,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from speechcls.allocator import freed_memory_kept, keep_freed_memory
 from speechcls.audio import SAMPLE_RATE
 from speechcls.data.cache import WaveCache
 from speechcls.data.dataset import WaveformDataset
@@ -252,6 +253,7 @@ def machine(device: torch.device) -> dict:
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "freed_memory_kept": freed_memory_kept(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -339,9 +341,10 @@ def run(
 def markdown(result: dict) -> str:
     m, s = result["machine"], result["settings"]
     policy = "" if m["omp_wait_policy"] == "default" else f", OMP_WAIT_POLICY={m['omp_wait_policy']}"
+    malloc = "freed memory kept" if m["freed_memory_kept"] else "default malloc"
     overrides = f", overrides {' '.join(s['overrides'])}" if s["overrides"] else ""
     lines = [
-        f"Device {m['device']}, CPU {m['cpu']} ({m['cpu_cores']} cores, {m['torch_threads']} torch threads{policy}), "
+        f"Device {m['device']}, CPU {m['cpu']} ({m['cpu_cores']} cores, {m['torch_threads']} torch threads{policy}, {malloc}), "
         f"torch {m['torch']}, {m['date']}, load average {m['load_average_1min'][0]:.1f} before and "
         f"{m['load_average_1min'][1]:.1f} after; {s['train_clips']} training clips ({s['data']}), "
         f"batch {s['batch_size']}, best of {s['repeats']} interleaved rounds{overrides}.",
@@ -375,10 +378,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--data", type=Path, default=None, help="a Kaggle-layout folder to sample clips from")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    parser.add_argument(
+        "--default-malloc", action="store_true",
+        help="leave glibc's malloc as it is instead of keeping freed memory (speechcls.allocator), both ways",
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of our config, e.g. module.channels_last=false")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not args.default_malloc:  # as our entry points do; both ways run in this process
+        keep_freed_memory()
     result = run(
         args.clips,
         args.steps,

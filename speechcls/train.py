@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from speechcls.allocator import keep_freed_memory
 from speechcls.atomic import atomic_write
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.module import SpeechClassifier
@@ -192,6 +193,7 @@ def run(cfg: DictConfig, multirun: bool) -> float | None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    keep_freed_memory()
     return run(cfg, multirun=in_multirun())
 
 
