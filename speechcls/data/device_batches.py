@@ -71,7 +71,7 @@ class DeviceBatches:
 
     def _windows(self, batch: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
         """Item i is its clip's samples from starts[i] on, zero outside the clip."""
-        rows = self.windows[self.offsets[batch] + starts]
+        rows = self.windows.index_select(0, self.offsets[batch] + starts)  # half the time of indexing
         ends = self.lengths[batch] - starts
         if rows.device.type == "cpu":
             # Mask only the rows that reach past their clip (none when all clips last 1 s): masking the
