@@ -54,7 +54,7 @@ class LogMel(nn.Module):
         left = (n_fft - len(window)) // 2  # a window shorter than the FFT sits in its centre, as in stft
         window = nn.functional.pad(window, (left, n_fft - len(window) - left))
         spectrum = torch.fft.rfft(reflect_pad(wave, n_fft // 2).unfold(-1, n_fft, hop) * window)
-        power = spectrum.real.square() + spectrum.imag.square()
+        power = spectrum.real.square().addcmul_(spectrum.imag, spectrum.imag)  # re^2 + im^2 in two passes
         return (power @ self.mel.mel_scale.fb).transpose(-1, -2)
 
 
