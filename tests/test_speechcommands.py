@@ -8,6 +8,7 @@ import torch
 
 from conftest import compose_train, setup_datamodule, write_tone
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, read_audio
+from speechcls.data.device_batches import DeviceBatches
 from speechcls.data.speechcommands import SILENCE, TWELVE_CLASS_WORDS, UNKNOWN
 from speechcls.train import train
 
@@ -110,6 +111,15 @@ def test_trains_on_the_twelve_class_task(tmp_path, speechcommands_root):
         "data.silence_clips={train:4,val:2,test:2}", "trainer=debug", "logger=csv",
     )  # fmt: skip
     assert 0.0 <= train(cfg) <= 1.0
+
+
+def test_fitting_batches_come_from_the_device_copy_silence_included(tmp_path, speechcommands_root):
+    datamodule = make_datamodule(tmp_path, speechcommands_root, "data.task=12", "data.silence_clips={train:4,val:2,test:2}")
+    batches = datamodule.train_dataloader()
+    assert isinstance(batches, DeviceBatches)
+    labels = torch.cat([labels for _, labels in batches])
+    assert sorted(labels.tolist()) == sorted(datamodule.splits["train"].labels)
+    assert datamodule.classes.index(SILENCE) in labels
 
 
 def test_a_broken_clip_is_named_before_training(tmp_path, speechcommands_root):
