@@ -158,12 +158,13 @@ def bench_data(cfg: DictConfig, dataset: WaveformDataset, device: torch.device, 
         return DeviceBatches(cache, labels, batch_size, dataset.length, train=True, device=device)
 
     tutorial = DataLoader(TutorialDataset(paths, labels, plain(cfg.features)), batch_size=batch_size, shuffle=True)
-    items = WaveformDataset(paths, labels, train=True, length=dataset.length, cache=cached())
+    warm = cached()
+    items = WaveformDataset(paths, labels, train=True, length=dataset.length, cache=warm)
     loader = DataLoader(
         items, batch_size, shuffle=True, num_workers=workers, pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
     )
-    device_batches = on_device(cached())
+    device_batches = on_device(warm)
     ways = {
         "tutorial": lambda: drain(tutorial, device),
         "cold cache (build + one pass, on device)": lambda: drain(on_device(cached(next(cold_dirs))), device, features),
