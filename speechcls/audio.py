@@ -34,37 +34,77 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor
         raise AudioError(f"{path}: contains NaN or infinite samples")
     wave = torch.from_numpy(np.ascontiguousarray(samples))
     if file_rate != sample_rate:
-        wave = AF.resample(wave, file_rate, sample_rate)
+        # Resampling rings past full scale near loud edges: clip to [-1, 1] as the file formats and
+        # the int16 cache hold it, so that decoding and the cache agree.
+        wave = AF.resample(wave, file_rate, sample_rate).clamp_(-1.0, 1.0)
     return wave
 
 
-def fix_length(wave: torch.Tensor, length: int, random: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Pad or trim the last dimension to `length` samples.
-
-    Training (`random=True`) places the clip at a random offset. Otherwise the result is
-    deterministic: a short clip is centred, a long one keeps the window with the most energy, where
-    the speech is, rather than blindly its centre.
-    """
+def evaluation_start(wave: torch.Tensor, length: int) -> int:
+    """Start of a clip's deterministic `length`-sample window: a short clip centred (a negative start is
+    left zero padding), a long one's window with the most energy, where the speech is."""
     excess = wave.shape[-1] - length
-    if excess == 0:
-        return wave
     if excess > 0:
-        if random:
-            start = int(torch.randint(0, excess + 1, (), generator=generator))
-        else:
-            start = loudest_window_start(wave, length)
-        return wave[..., start : start + length]
-    missing = -excess
-    left = int(torch.randint(0, missing + 1, (), generator=generator)) if random else missing // 2
-    return torch.nn.functional.pad(wave, (left, missing - left))
+        return loudest_window_start(wave, length)
+    return -(-excess // 2)
 
 
 def loudest_window_start(wave: torch.Tensor, length: int) -> int:
     """Start of the `length`-sample window with the highest energy (ties: the earliest)."""
-    energy = wave.double().reshape(-1, wave.shape[-1]).pow(2).sum(0)
+    energy = wave.double().pow(2)
     cumulative = torch.cat([energy.new_zeros(1), energy.cumsum(0)])
     window_energy = cumulative[length:] - cumulative[:-length]
     return int(window_energy.argmax())
+
+
+def random_starts(clip_lengths: torch.Tensor, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training placements of clips of `clip_lengths` samples: uniform over every start from which a
+    `length`-sample window still holds all of a short clip or lies wholly inside a long one."""
+    excess = clip_lengths - length
+    low, high = excess.clamp(max=0), excess.clamp(min=0)
+    uniform = torch.rand(clip_lengths.shape, generator=generator, device=clip_lengths.device)
+    return low + (uniform * (high - low + 1)).long().clamp(max=high - low)
+
+
+def crop_windows(
+    samples: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor, starts: torch.Tensor, length: int
+) -> torch.Tensor:
+    """Windows (clips, `length`) of clips stored back to back in the 1-D `samples`: row i holds clip i
+    (`lengths[i]` samples from `offsets[i]`) from its sample `starts[i]` on, zero outside the clip.
+
+    `samples` must extend `length` samples beyond every window (zeros around the clips, or neighbours,
+    which are masked): the rows are one gather from a strided view, for a batch on any device.
+    """
+    rows = samples.unfold(0, length, 1).index_select(0, offsets + starts)
+    positions = torch.arange(length, device=samples.device)
+    outside = (positions < -starts[:, None]) | (positions >= (lengths - starts)[:, None])
+    return rows.masked_fill_(outside, 0)
+
+
+def window(wave: torch.Tensor, start: int, length: int) -> torch.Tensor:
+    """`length` samples of a 1-D waveform from sample `start` (negative or past the end: zeros there)."""
+    padded = torch.nn.functional.pad(wave, (length, length))
+    index = torch.tensor([length]), torch.tensor([wave.shape[-1]]), torch.tensor([start])
+    return crop_windows(padded, *index, length)[0]
+
+
+def fix_length(wave: torch.Tensor, length: int, random: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A 1-D waveform as `length` samples: its evaluation window, or with `random` a training placement."""
+    if random:
+        start = int(random_starts(torch.tensor([wave.shape[-1]]), length, generator)[0])
+    else:
+        start = evaluation_start(wave, length)
+    return window(wave, start, length)
+
+
+def shift(waves: torch.Tensor, samples: torch.Tensor | int) -> torch.Tensor:
+    """Fixed-length waveforms (batch, length) delayed by `samples` (one per row, or one for all;
+    advanced if negative), zero-filled: each row's window from start -samples."""
+    batch, length = waves.shape
+    delays = torch.as_tensor(samples, device=waves.device).expand(batch).clamp(-length, length)
+    padded = torch.nn.functional.pad(waves, (length, length)).flatten()
+    offsets = torch.arange(batch, device=waves.device) * (3 * length) + length
+    return crop_windows(padded, offsets, torch.full_like(offsets, length), -delays, length)
 
 
 def load_clip(path: str | Path, sample_rate: int = SAMPLE_RATE, length: int = CLIP_SAMPLES) -> torch.Tensor:

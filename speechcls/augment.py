@@ -14,7 +14,7 @@ import torch
 import torchaudio.functional as AF
 from torch import nn
 
-from speechcls.audio import SAMPLE_RATE, read_audio
+from speechcls.audio import SAMPLE_RATE, read_audio, shift
 
 
 class RandomTransform(nn.Module):
@@ -54,11 +54,8 @@ class TimeShift(RandomTransform):
         self.max_shift = int(max_seconds * sample_rate)
 
     def transform(self, wave: torch.Tensor) -> torch.Tensor:
-        shift = torch.randint(-self.max_shift, self.max_shift + 1, (len(wave),), device=wave.device)
-        # Row i is the window of the silence-padded clip starting max_shift - shift[i]: one row gather.
-        padded = nn.functional.pad(wave, (self.max_shift, self.max_shift))
-        windows = padded.unfold(-1, wave.shape[-1], 1)
-        return windows[torch.arange(len(wave), device=wave.device), self.max_shift - shift]
+        delays = torch.randint(-self.max_shift, self.max_shift + 1, (len(wave),), device=wave.device)
+        return shift(wave, delays)
 
 
 class RandomGain(RandomTransform):

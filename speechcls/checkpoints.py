@@ -13,6 +13,24 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from speechcls.atomic import atomic_write
 
 LAST = "last.ckpt"
+# What `SpeechClassifier.load_from_checkpoint` and resuming read from a Lightning checkpoint.
+REQUIRED_KEYS = ("state_dict", "hyper_parameters")
+
+
+class CheckpointError(ValueError):
+    """A file given as a checkpoint that is not one of this project's; the message names the file."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint, memory-mapped (tensors are read only when used), checked to be one."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # torch raises anything from RuntimeError to IndexError on a foreign file
+        raise CheckpointError(f"{path}: not a checkpoint written by training ({type(error).__name__}: {error})") from error
+    missing = [key for key in REQUIRED_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: a PyTorch file but not a training checkpoint (no {', '.join(missing)})")
+    return checkpoint
 
 
 def resolve_checkpoint(spec: str | Path, runs_dir: str | Path, run_dir_means: str = "best") -> Path:
@@ -20,9 +38,16 @@ def resolve_checkpoint(spec: str | Path, runs_dir: str | Path, run_dir_means: st
 
     `spec` is a .ckpt file; a run directory (its `run_dir_means` checkpoint: best to predict, last to
     resume; `DIR:last` for its last.ckpt); or `best` / `last`: that checkpoint of the most recent run
-    under `runs_dir` (e.g. outputs/train/runs).
+    under `runs_dir` (e.g. outputs/train/runs). A file that is not a training checkpoint gets a
+    CheckpointError naming it.
     """
-    text = str(spec)
+    path = _find_checkpoint(str(spec), runs_dir, run_dir_means)
+    read_checkpoint(path)
+    return path
+
+
+def _find_checkpoint(spec: str, runs_dir: str | Path, run_dir_means: str) -> Path:
+    text = spec
     if text in ("best", "last"):
         return _from_run(latest_run(runs_dir), text)
     kind = run_dir_means

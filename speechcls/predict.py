@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from speechcls.allocator import keep_freed_memory
+from speechcls.audio import shift
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
 from speechcls.module import SpeechClassifier
@@ -42,16 +43,6 @@ def make_trainer(cfg: DictConfig) -> L.Trainer:
     return instantiate(cfg.trainer, logger=False, callbacks=instantiate_all(cfg.callbacks))
 
 
-def shift_waves(wave: torch.Tensor, samples: int) -> torch.Tensor:
-    """Waveforms (batch, samples) delayed by `samples` (advanced if negative), zero-filled."""
-    if samples == 0:
-        return wave
-    length = wave.shape[-1]
-    padded = torch.nn.functional.pad(wave, (max(samples, 0), max(-samples, 0)))
-    start = max(-samples, 0)
-    return padded[..., start : start + length]
-
-
 class ShiftAveraged(L.LightningModule):
     """Test-time augmentation: class probabilities averaged over time-shifted copies of each clip.
 
@@ -66,7 +57,7 @@ class ShiftAveraged(L.LightningModule):
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         wave = batch[0]
-        copies = torch.cat([shift_waves(wave, s) for s in self.shifts])
+        copies = torch.cat([shift(wave, s) for s in self.shifts])
         probabilities = self.classifier(copies).softmax(dim=-1)
         return probabilities.view(len(self.shifts), len(wave), -1).mean(0)
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -21,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from speechcls.allocator import keep_freed_memory
 from speechcls.atomic import atomic_write
-from speechcls.checkpoints import resolve_checkpoint
+from speechcls.checkpoints import read_checkpoint, resolve_checkpoint
 from speechcls.module import SpeechClassifier
 from speechcls.summarize import METRICS_FILE
 
@@ -62,7 +61,7 @@ def resume_from(cfg: DictConfig) -> Path | None:
 def resumed_module(checkpoint: Path, classes: list[str]) -> SpeechClassifier:
     """The module as the checkpoint's run built it: a changed model, feature or optimizer config cannot
     silently alter a resumed run."""
-    hparams = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["hyper_parameters"]
+    hparams = read_checkpoint(checkpoint)["hyper_parameters"]
     if list(hparams["classes"]) != list(classes):
         raise ValueError(
             f"{checkpoint} was trained on the classes {hparams['classes']}, the data has {classes}: resume "

@@ -50,6 +50,51 @@ def make_kaggle_folder(root: Path, clips_per_class: int = 10, test_clips: int = 
     return root
 
 
+# (sample rate, frames, channels, subtype) of the files a real download holds besides 16 kHz mono PCM_16:
+# resampled to 1 s minus and plus one sample, a quarter second, several seconds, odd rates, stereo and
+# more channels, float, 24- and 8-bit, u-law.
+MESSY_FILES = [
+    (32000, 31997, 1, "PCM_16"),  # 15,999 samples at 16 kHz
+    (44100, 44101, 2, "FLOAT"),  # 16,001
+    (48000, 47995, 3, "DOUBLE"),  # 15,999
+    (11025, 11024, 6, "PCM_U8"),  # 15,999
+    (22050, 3 * 22050, 1, "PCM_24"),
+    (16000, 4000, 1, "PCM_16"),
+    (16000, 15999, 2, "PCM_16"),
+    (8000, 8000, 1, "ULAW"),
+]
+
+
+def write_messy_tone(path: Path, frequency: float, spec: tuple[int, int, int, str], rng: np.random.Generator) -> None:
+    rate, frames, channels, subtype = spec
+    t = np.arange(frames) / rate
+    tone = 0.4 * np.sin(2 * np.pi * frequency * t)
+    wave = tone[:, None] * rng.uniform(0.5, 1.0, channels) + 0.02 * rng.standard_normal((frames, channels))
+    sf.write(path, wave.astype(np.float64 if subtype == "DOUBLE" else np.float32), rate, subtype=subtype)
+
+
+def make_messy_kaggle_folder(root: Path, seed: int = 0) -> Path:
+    """A Kaggle-layout folder whose every class and the test files hold each of MESSY_FILES."""
+    rng = np.random.default_rng(seed)
+    audio = root / "audio_files"
+    audio.mkdir(parents=True)
+    rows, test_rows = [], []
+    for label_index, label in enumerate(TINY_CLASSES):
+        for i, spec in enumerate(MESSY_FILES):
+            name = f"{label}_{i}.wav"
+            write_messy_tone(audio / name, 400 * (label_index + 1), spec, rng)
+            rows.append((name, label))
+    for i, spec in enumerate(MESSY_FILES):
+        name, label_index = f"test_{i}.wav", i % len(TINY_CLASSES)
+        write_messy_tone(audio / name, 400 * (label_index + 1), spec, rng)
+        test_rows.append((name, TINY_CLASSES[label_index]))
+    pd.DataFrame(rows, columns=["file_name", "target"]).to_csv(root / "train.csv", index=False)
+    answers = pd.DataFrame(test_rows, columns=["file_name", "target"])
+    answers.to_csv(root / "test_labels.csv", index=False)
+    answers.iloc[::-1].assign(target=TINY_CLASSES[0]).to_csv(root / "sample_submission.csv", index=False)
+    return root
+
+
 @pytest.fixture(scope="session")
 def kaggle_root(tmp_path_factory) -> Path:
     return make_kaggle_folder(tmp_path_factory.mktemp("kaggle"))

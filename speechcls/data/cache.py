@@ -6,8 +6,9 @@ CACHE_DIR/waves-<key>/
     index.npy       (clips, 3) int64: offset into samples, length, start of the evaluation window
 
 Clips keep their native (resampled) length, so training still places a short or long clip at a random
-offset exactly as when decoding; the evaluation window (`fix_length`'s deterministic choice, negative
-for a short clip that is centred with zero padding) is computed once from the float waveform at build.
+offset exactly as when decoding; the evaluation window's start (`speechcls.audio.evaluation_start`,
+negative for a short clip centred with zero padding) is computed once from the float waveform at build.
+Windows are read with `speechcls.audio.crop_windows`, the one implementation of the window rule.
 A clip longer than `MAX_CLIP_FACTOR` clip lengths keeps only that many samples around its loudest
 window, so one long recording cannot blow up the cache.
 
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechcls.audio import loudest_window_start, read_audio
+from speechcls.audio import crop_windows, evaluation_start, read_audio
 
 CACHE_FORMAT = 2
 MAX_CLIP_FACTOR = 4
@@ -51,20 +52,20 @@ def cache_key(paths: Sequence[str | Path], sample_rate: int, length: int) -> str
     return digest.hexdigest()[:20]
 
 
-def evaluation_start(wave: torch.Tensor, length: int) -> int:
-    """Where `fix_length(wave, length)` (deterministic) takes its window; negative: left zero padding."""
-    excess = wave.shape[-1] - length
-    if excess > 0:
-        return loudest_window_start(wave, length)
-    return -(-excess // 2)
+def int16_windows(
+    samples: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor, starts: torch.Tensor, length: int
+) -> torch.Tensor:
+    """`crop_windows` of int16 samples as float32, exactly x / 32768 (a cast and an in-place scale)."""
+    return crop_windows(samples, offsets, lengths, starts, length).float().mul_(1 / FULL_SCALE)
 
 
 class WaveCache:
-    """A built cache: clip `i` as a float waveform of native length, or as its evaluation window."""
+    """A built cache: clip `i` as a float waveform of native length, or any window of it."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.index = np.load(self.directory / "index.npy")
+        self.offsets, self.lengths, self.evaluation_starts = torch.from_numpy(self.index).unbind(1)
         self._samples: np.memmap | None = None
 
     @property
@@ -81,15 +82,13 @@ class WaveCache:
         return len(self.index)
 
     def wave(self, i: int) -> torch.Tensor:
-        offset, length, _ = self.index[i]
+        offset, length = int(self.offsets[i]), int(self.lengths[i])
         return torch.from_numpy(self.samples[offset : offset + length].astype(np.float32)) / FULL_SCALE
 
-    def evaluation_clip(self, i: int, length: int) -> torch.Tensor:
-        """The same window as `fix_length(wave, length)` without `random`."""
-        wave, start = self.wave(i), int(self.index[i, 2])
-        if start >= 0:
-            return wave[start : start + length]
-        return torch.nn.functional.pad(wave, (-start, length + start - wave.shape[-1]))
+    def windows(self, clips: torch.Tensor, starts: torch.Tensor, length: int) -> torch.Tensor:
+        """(len(clips), length): each clip's window from its sample `starts[i]` on, zero outside it."""
+        samples = torch.from_numpy(self.samples)
+        return int16_windows(samples, self.offsets[clips], self.lengths[clips], starts, length)
 
     @classmethod
     def ensure(

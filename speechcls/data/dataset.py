@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, fix_length, read_audio
+from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, fix_length, random_starts, read_audio
 from speechcls.data.cache import WaveCache
 
 UNLABELLED = -1
@@ -17,8 +17,8 @@ UNLABELLED = -1
 class WaveformDataset(Dataset):
     """(waveform of `length` samples, class index or -1) for each file.
 
-    Random placement only when `train`; otherwise the deterministic pad/trim of `fix_length`. The
-    waveforms come from decoding the files, or from `cache` (a `WaveCache` of the same files, in order).
+    Random placement only when `train`; otherwise the evaluation window (both `speechcls.audio`'s rule).
+    The waveforms come from decoding the files, or from `cache` (a `WaveCache` of the same files, in order).
     """
 
     def __init__(
@@ -44,9 +44,11 @@ class WaveformDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         if self.cache is None:
-            wave = read_audio(self.paths[index], self.sample_rate)
-        elif self.train:
-            wave = self.cache.wave(index)
-        else:  # the evaluation window was chosen once, when the cache was built
-            return self.cache.evaluation_clip(index, self.length), self.labels[index]
-        return fix_length(wave, self.length, random=self.train), self.labels[index]
+            wave = fix_length(read_audio(self.paths[index], self.sample_rate), self.length, random=self.train)
+            return wave, self.labels[index]
+        clip = torch.tensor([index])
+        if self.train:
+            starts = random_starts(self.cache.lengths[clip], self.length)
+        else:  # chosen once, when the cache was built
+            starts = self.cache.evaluation_starts[clip]
+        return self.cache.windows(clip, starts, self.length)[0], self.labels[index]
