@@ -76,9 +76,18 @@ def crop_windows(
     which are masked): the rows are one gather from a strided view, for a batch on any device.
     """
     rows = samples.unfold(0, length, 1).index_select(0, offsets + starts)
-    positions = torch.arange(length, device=samples.device)
-    outside = (positions < -starts[:, None]) | (positions >= (lengths - starts)[:, None])
-    return rows.masked_fill_(outside, 0)
+    if rows.device.type != "cpu":
+        return _zero_outside(rows, starts, lengths)
+    # On a CPU, mask only the rows that reach past their clip (none when every clip lasts 1 s): masking
+    # the whole batch cost as much as the gather. On a GPU, finding them would wait for the device.
+    partial = ((starts < 0) | (starts + length > lengths)).nonzero().squeeze(1)
+    rows[partial] = _zero_outside(rows[partial], starts[partial], lengths[partial])
+    return rows
+
+
+def _zero_outside(rows: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    positions = torch.arange(rows.shape[-1], device=rows.device)
+    return rows.masked_fill_((positions < -starts[:, None]) | (positions >= (lengths - starts)[:, None]), 0)
 
 
 def window(wave: torch.Tensor, start: int, length: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 import torchaudio.functional as AF
 from torch import nn
 
-from speechcls.audio import SAMPLE_RATE, read_audio, shift
+from speechcls.audio import SAMPLE_RATE, crop_windows, random_starts, read_audio, shift
 
 
 class RandomTransform(nn.Module):
@@ -125,9 +125,8 @@ class BackgroundNoise(RandomTransform):
             raise ValueError(
                 f"BackgroundNoise: {self.folder} holds {len(recordings)} samples of noise, fewer than a clip ({length})"
             )
-        start = torch.randint(0, len(recordings) - length + 1, (len(wave), 1), device=wave.device)
-        return recordings[start + torch.arange(length, device=wave.device)]
-
+        total = torch.full((len(wave),), len(recordings), device=wave.device)
+        return crop_windows(recordings, torch.zeros_like(total), total, random_starts(total, length), length)
 
     def _stretch(self, recording: torch.Tensor) -> torch.Tensor:
         start, end = (round(fraction * len(recording)) for fraction in self.stretch)
