@@ -2,12 +2,13 @@
 
 Waveform transforms run before the log-mel, SpecAugment after it, mixup last (it blends the targets
 too). Each transform has a strength and a probability `p`, drawn per example. Randomness comes from
-the global torch generator, which `seed_everything` seeds. The LightningModule calls this in
-`training_step` only: validation, test and prediction never see it.
+the global torch generator, which `seed_everything` seeds. The LightningModule applies them in
+`training_step` only: validation, test and prediction never see them.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -215,10 +216,11 @@ class Mixup(nn.Module):
 
 
 class Augmentation(nn.Module):
-    """The training-time pipeline: waveform transforms -> features -> spectrogram transforms -> mixup.
+    """The training-time transforms, which the LightningModule's training step applies in order:
+    `wave` before the features, `spectrogram` after them, then `mixup`.
 
-    `wave` and `spectrogram` are named transforms in order; a None entry is switched off (so a
-    config can disable one with `augment.wave.noise=null`).
+    `wave` and `spectrogram` are named transforms in order; a None entry is switched off (so a config
+    can disable one with `augment.wave.noise=null`). With no arguments nothing is changed.
     """
 
     def __init__(
@@ -228,19 +230,14 @@ class Augmentation(nn.Module):
         mixup: Mixup | None = None,
     ) -> None:
         super().__init__()
-        self.wave = nn.ModuleDict({name: t for name, t in (wave or {}).items() if t is not None})
-        self.spectrogram = nn.ModuleDict({name: t for name, t in (spectrogram or {}).items() if t is not None})
+        self.wave = nn.Sequential(OrderedDict((name, t) for name, t in (wave or {}).items() if t is not None))
+        self.spectrogram = nn.Sequential(
+            OrderedDict((name, t) for name, t in (spectrogram or {}).items() if t is not None)
+        )
         self.mixup = mixup
 
-    def forward(
-        self, wave: torch.Tensor, target: torch.Tensor, features: nn.Module
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(waveforms, target distributions) -> (augmented log-mels, target distributions)."""
-        for transform in self.wave.values():
-            wave = transform(wave)
-        spectrogram = features(wave)
-        for transform in self.spectrogram.values():
-            spectrogram = transform(spectrogram)
-        if self.mixup is not None:
-            spectrogram, target = self.mixup(spectrogram, target)
-        return spectrogram, target
+    @property
+    def names(self) -> list[str]:
+        """The transforms switched on, in the order they apply."""
+        names = [name for name, _ in [*self.wave.named_children(), *self.spectrogram.named_children()]]
+        return names + (["mixup"] if self.mixup is not None else [])

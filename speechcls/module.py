@@ -1,4 +1,8 @@
-"""The LightningModule: features and network together, with loss, metrics, optimizer and scheduler."""
+"""The LightningModule: features and network together, with loss, metrics, optimizer and scheduler.
+
+A training step reads top to bottom: waveform augmentation -> features -> spectrogram augmentation ->
+mixup -> network -> loss. Evaluation skips the augmentation.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from speechcls.audio import CLIP_SAMPLES
+from speechcls.augment import Augmentation
 from speechcls.models.complexity import count_macs, count_parameters
 from speechcls.models.small_maps import train_small_maps_by_matrix_products
 
@@ -50,8 +55,8 @@ class SpeechClassifier(L.LightningModule):
         self.channels_last = channels_last
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
-        # Training batches only (speechcls.augment); None: no augmentation.
-        self.augment = instantiate(augment) if augment else None
+        # Training batches only (speechcls.augment); an empty Augmentation changes nothing.
+        self.augment = instantiate(augment) if augment else Augmentation()
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         metrics = MetricCollection(
             {
@@ -69,30 +74,53 @@ class SpeechClassifier(L.LightningModule):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """Class scores for a batch of fixed-length waveforms (batch, samples)."""
-        return self.classify(self.features(wave))
+        return self.classify(self.spectrogram(wave))
+
+    def spectrogram(self, wave: torch.Tensor) -> torch.Tensor:
+        """The network's input features (batch, 1, n_mels, frames) of fixed-length waveforms."""
+        return self.features(wave)
 
     def classify(self, spectrogram: torch.Tensor) -> torch.Tensor:
-        """Class scores for a batch of log-mels (batch, 1, n_mels, frames)."""
+        """Class scores for a batch of features (batch, 1, n_mels, frames)."""
         if self.channels_last:
             spectrogram = spectrogram.contiguous(memory_format=torch.channels_last)
         return self.net(spectrogram)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
         wave, target = batch
-        if stage == "train" and self.augment is not None:
-            # Targets as distributions, which mixup blends along with the inputs.
-            distribution = nn.functional.one_hot(target, len(self.classes)).float()
-            spectrogram, loss_target = self.augment(wave, distribution, self.features)
-            logits = self.classify(spectrogram)
-        else:
-            logits, loss_target = self(wave), target
-        loss = self.criterion(logits, loss_target)
+        wave = self.augment.wave(wave)
+        spectrogram = self.augment.spectrogram(self.spectrogram(wave))
+        # Targets as distributions, which mixup blends along with the inputs.
+        distribution = nn.functional.one_hot(target, len(self.classes)).float()
+        if self.augment.mixup is not None:
+            spectrogram, distribution = self.augment.mixup(spectrogram, distribution)
+        logits = self.classify(spectrogram)
+        loss = self.criterion(logits, distribution)
+        self._log("train", loss, logits, target)
+        # The network's input reaches callbacks' on_train_batch_end (TrainingBatch draws it).
+        return {"loss": loss, "spectrogram": spectrogram.detach()}
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        wave, target = batch
+        logits = self(wave)
+        self._log("val", self.criterion(logits, target), logits, target)
+        # The logits reach callbacks' on_validation_batch_end (confusion matrix, worst mistakes).
+        return logits
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        wave, target = batch
+        logits = self(wave)
+        self._log("test", self.criterion(logits, target), logits, target)
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self(batch[0]).softmax(dim=-1)
+
+    def _log(self, stage: str, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(logits, target)
         # The loss is averaged over DDP ranks here; torchmetrics objects sync their own state.
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(target), sync_dist=True)
         self.log_dict(metrics, on_step=False, on_epoch=True)
-        return loss, logits
 
     def on_fit_start(self) -> None:
         """Print and log the network's size and its multiply-accumulates per clip."""
@@ -104,19 +132,6 @@ class SpeechClassifier(L.LightningModule):
         )
         for logger in self.loggers:
             logger.log_metrics({"model/params": params, "model/macs_per_clip": macs}, step=0)
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")[0]
-
-    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
-        # The logits reach callbacks' on_validation_batch_end (confusion matrix, worst mistakes).
-        return self._step(batch, "val")[1]
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test")
-
-    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self(batch[0]).softmax(dim=-1)
 
     def configure_optimizers(self):
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())

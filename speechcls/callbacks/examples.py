@@ -60,8 +60,8 @@ class ValidationExamples(Callback):
             log_audio(writer, tags, self.waves, step, self.sample_rate)
         if not due(trainer, self.every_n_epochs):
             return
-        features = pl_module.features(self.waves.to(pl_module.device))
-        probabilities = pl_module.net(features).softmax(dim=-1).cpu()
+        features = pl_module.spectrogram(self.waves.to(pl_module.device))
+        probabilities = pl_module.classify(features).softmax(dim=-1).cpu()
         titles, wrong = prediction_titles(pl_module.classes, self.targets, probabilities)
         log_spectrograms(writer, "val_examples/spectrograms", features, titles, step, wrong)
 
@@ -106,6 +106,6 @@ class WorstMistakes(Callback):
         titles, wrong = prediction_titles(pl_module.classes, torch.tensor(targets), torch.stack(probabilities))
         titles = [f"#{rank} {title}" for rank, title in enumerate(titles)]
         writer, step = tensorboard_writer(trainer), current_step(trainer)
-        features = pl_module.features(waves.to(pl_module.device))
+        features = pl_module.spectrogram(waves.to(pl_module.device))
         log_spectrograms(writer, "val_mistakes/spectrograms", features, titles, step, wrong)
         log_audio(writer, [f"val_mistakes/audio/{rank}" for rank in range(len(titles))], waves, step, self.sample_rate)
