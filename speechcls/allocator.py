@@ -2,11 +2,9 @@
 
 By default glibc serves a large allocation with a fresh mmap and hands freed heap memory back to the
 kernel, so a batch's big temporaries (frames, spectra, activations) are new pages every time, which the
-kernel faults in and zeroes one 4 KiB page at a time. On the 2-core dev CPU (AMD EPYC, glibc 2.36, torch
-2.14.1), log-mels of batches of 64 synthetic clips: 4,500-5,100 page faults a batch and 3.9-4.5k clips/s
-by default, 35-42 faults and 12.2k clips/s with these settings (three runs each); a ResNet18 training
-step took 5-9 % less time. PyTorch's CPU tuning guide preloads jemalloc or tcmalloc for the same reason;
-mallopt needs no extra library. Memory freed by a step stays in the process for the next one: the
+kernel faults in and zeroes one 4 KiB page at a time (docs/benchmarks.md has the page faults and the
+time they cost). PyTorch's CPU tuning guide preloads jemalloc or tcmalloc for the same reason; mallopt
+needs no extra library. `speechcls.callbacks.CPUTuning` calls it for CPU runs. Memory freed by a step stays in the process for the next one: the
 resident size holds at its peak instead of shrinking between steps.
 """
 

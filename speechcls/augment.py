@@ -33,8 +33,8 @@ class RandomTransform(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         chosen = torch.rand(len(x), device=x.device) < self.p
         if x.device.type == "cpu":
-            # Transform only the chosen examples: on a 2-core CPU the transforms of the whole batch
-            # cost a sixth of a ResNet18 step. On a GPU, finding them would wait for the device.
+            # Transform only the chosen examples: transforming the whole batch costs a CPU a noticeable
+            # part of a training step. On a GPU, finding them would wait for the device.
             rows = chosen.nonzero().squeeze(1)
             x = x.clone()
             if len(rows):
@@ -111,7 +111,7 @@ class BackgroundNoise(RandomTransform):
         frequencies = torch.fft.rfftfreq(length, device=wave.device)
         frequencies[0] = frequencies[1]  # keep DC finite
         exponent = _uniform(*self.exponent, len(wave), wave.device)[:, None]
-        # f ** (-exponent / 2) as an exp of a product: a per-row power costs several times more on a CPU.
+        # f ** (-exponent / 2) as an exp of a product: a per-row power is much slower on a CPU.
         return torch.fft.irfft(spectrum * torch.exp(frequencies.log() * (-exponent / 2)), length)
 
     def _recorded(self, wave: torch.Tensor) -> torch.Tensor:

@@ -234,7 +234,7 @@ def bench_our_training(cfg: DictConfig, steps: int) -> float:
         max_steps=steps,
         limit_val_batches=0,
         logger=False,
-        callbacks=[timer],
+        callbacks=[timer, instantiate(cfg.callbacks.cpu_tuning)],
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,

@@ -21,7 +21,6 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from speechcls.allocator import keep_freed_memory
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
 from speechcls.predict import load_classifier, make_trainer, predict_probabilities
@@ -153,7 +152,6 @@ def warn_if_split_differs(cfg: DictConfig, checkpoint: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    keep_freed_memory()
     evaluate(cfg)
 
 

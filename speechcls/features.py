@@ -43,7 +43,7 @@ class LogMel(nn.Module):
             return self.to_db(self.mel_power(wave.float()).unsqueeze(1))
 
     def mel_power(self, wave: torch.Tensor) -> torch.Tensor:
-        """`self.mel(wave)` (batch, n_mels, frames), from its window and filterbank, 2.5x cheaper on a CPU.
+        """`self.mel(wave)` (batch, n_mels, frames), from its window and filterbank, cheaper on a CPU.
 
         torch.stft's strided frames and complex abs().pow(2) cost more than the FFT itself; framing by
         unfold, a real FFT and re^2 + im^2 give the same values (float32 rounding) at a fraction.
@@ -60,7 +60,7 @@ class LogMel(nn.Module):
 
 def reflect_pad(wave: torch.Tensor, width: int) -> torch.Tensor:
     """`nn.functional.pad(wave, (width, width), mode="reflect")` along the last axis, as one concatenation:
-    torch's reflection-pad kernel took 4x as long, a sixth of the whole log-mel on a 2-core CPU."""
+    torch's reflection-pad kernel is several times slower on a CPU."""
     if wave.shape[-1] <= width:
         raise ValueError(f"LogMel: clips of {wave.shape[-1]} samples are too short for the FFT (need over {width})")
     return torch.cat([wave[..., 1 : width + 1].flip(-1), wave, wave[..., -width - 1 : -1].flip(-1)], dim=-1)

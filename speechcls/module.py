@@ -21,7 +21,6 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from speechcls.audio import CLIP_SAMPLES
 from speechcls.augment import Augmentation
 from speechcls.models.complexity import count_macs, count_parameters
-from speechcls.models.small_maps import train_small_maps_by_matrix_products
 
 
 class SpeechClassifier(L.LightningModule):
@@ -42,15 +41,12 @@ class SpeechClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         augment: dict[str, Any] | None = None,
         channels_last: bool = False,
-        gemm_small_maps: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.classes = list(classes)
         self.features = instantiate(features)
         self.net = instantiate(net, num_classes=len(self.classes))
-        if gemm_small_maps:  # CPU training of convolutions on tiny maps (speechcls.models.small_maps)
-            train_small_maps_by_matrix_products(self.net)
         # NHWC convolutions: faster with oneDNN on CPUs and with tensor cores under mixed precision.
         self.channels_last = channels_last
         if channels_last:

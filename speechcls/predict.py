@@ -17,7 +17,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from speechcls.allocator import keep_freed_memory
 from speechcls.audio import shift
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
@@ -97,7 +96,6 @@ def predict(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
 def main(cfg: DictConfig) -> None:
-    keep_freed_memory()
     predict(cfg)
 
 

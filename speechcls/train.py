@@ -18,7 +18,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from speechcls.allocator import keep_freed_memory
 from speechcls.atomic import atomic_write
 from speechcls.checkpoints import read_checkpoint, resolve_checkpoint
 from speechcls.module import SpeechClassifier
@@ -62,6 +61,7 @@ def resumed_module(checkpoint: Path, classes: list[str]) -> SpeechClassifier:
     """The module as the checkpoint's run built it: a changed model, feature or optimizer config cannot
     silently alter a resumed run."""
     hparams = read_checkpoint(checkpoint)["hyper_parameters"]
+    hparams.pop("gemm_small_maps", None)  # retired option of earlier checkpoints: now speechcls.callbacks.CPUTuning
     if list(hparams["classes"]) != list(classes):
         raise ValueError(
             f"{checkpoint} was trained on the classes {hparams['classes']}, the data has {classes}: resume "
@@ -192,7 +192,6 @@ def run(cfg: DictConfig, multirun: bool) -> float | None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    keep_freed_memory()
     return run(cfg, multirun=in_multirun())
 
 

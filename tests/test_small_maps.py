@@ -1,9 +1,14 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
 
+from conftest import TINY_CLASSES, compose_train
+from speechcls.callbacks import CPUTuning
 from speechcls.models.small_maps import SmallMapConv2d, train_small_maps_by_matrix_products
 from speechcls.models.torchvision_nets import TorchvisionClassifier
+from speechcls.train import build_module
 
 
 @pytest.mark.parametrize(
@@ -81,3 +86,17 @@ def test_kernel_taps_that_meet_only_padding_are_left_out_of_the_product(monkeypa
     conv(torch.randn(1, 2, 2, 1))  # ResNet18's layer4 maps: the outer kernel columns meet only padding
     conv(torch.randn(1, 2, 2, 2))  # every tap meets data at some position
     assert kernels == [(3, 1), (3, 3)]
+
+
+def test_cpu_tuning_swaps_convolutions_for_cpu_fitting_only(tmp_path, kaggle_root):
+    cfg = compose_train(tmp_path, "data=kaggle", f"data.root={kaggle_root}")
+    assert cfg.callbacks.cpu_tuning._target_ == "speechcls.callbacks.CPUTuning"  # the default runs use it
+    module = build_module(cfg, TINY_CLASSES)
+    swapped = lambda: sum(isinstance(m, SmallMapConv2d) for m in module.net.modules())  # noqa: E731
+    assert swapped() == 0  # the module as built, and as a checkpoint rebuilds it, is the plain network
+    on = lambda device: SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))  # noqa: E731
+    CPUTuning(reuse_freed_memory=False).setup(on("cuda"), module, "fit")
+    CPUTuning(reuse_freed_memory=False).setup(on("cpu"), module, "predict")
+    assert swapped() == 0
+    CPUTuning(reuse_freed_memory=False).setup(on("cpu"), module, "fit")
+    assert swapped() == 20

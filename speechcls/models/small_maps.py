@@ -1,13 +1,11 @@
 """Convolutions over tiny feature maps, trained on a CPU, as unfold (im2col) and a matrix product.
 
 oneDNN computes the weight gradient of a convolution whose output has only a few positions very
-slowly: on the 2-core dev CPU (AMD EPYC, torch 2.14.1) a 3x3 512-channel convolution of ResNet18's
-layer4 on the tutorial's 64x32 log-mels (2x1 maps, batch 64) took 63 ms forward and backward, 24 ms as
-unfold + matmul, whose gradients are plain matrix products: layer4 alone was 45 % of a training step.
-Maps of 8 or more positions were as fast or faster with oneDNN, so only smaller ones change path;
-inference, tracing for export and other devices always take the ordinary one. A ResNet18 training step
-(batch 64, idle, one run): 458 ms with oneDNN alone, 356 ms as matrix products of all kernel taps,
-328 ms without the taps that meet only padding.
+slowly (ResNet18's layer4 on the tutorial's 64x32 log-mels has 2x1 maps), while unfold + matmul has
+plain matrix products for gradients. Maps of 8 or more positions were as fast or faster with oneDNN, so
+only smaller ones change path; inference, tracing for export and other devices always take the
+ordinary one. `speechcls.callbacks.CPUTuning` applies it to CPU training; docs/benchmarks.md has the
+step times.
 """
 
 from __future__ import annotations
