@@ -1,0 +1,1 @@
+"""The Hydra configs, installed as the package speechcls.conf (see pyproject.toml)."""
