@@ -49,6 +49,14 @@ def test_readme_command_composes(entry, arguments):
     composed(entry, as_single_run(arguments), return_hydra_config=True)
 
 
+def test_the_readme_lists_every_choice_of_each_config_group_it_names():
+    rows = re.findall(r"^\| `(\w+)` \| (.*?) \|", README.read_text(), flags=re.M)
+    listed = {group: set(re.findall(r"`(\w+)`", choices)) for group, choices in rows}
+    assert {"data", "model", "optimizer", "scheduler", "trainer"} <= listed.keys()
+    for group, choices in listed.items():
+        assert choices == {path.stem for path in (Path(CONFIG_DIR) / group).glob("*.yaml")}, group
+
+
 def test_the_readme_has_commands_for_every_entry_point():
     assert {entry for entry, _ in readme_commands()} == set(ENTRY_POINTS)
 
