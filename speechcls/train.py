@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import logging
 import math
@@ -23,7 +24,9 @@ from speechcls.checkpoints import read_checkpoint, resolve_checkpoint
 from speechcls.module import SpeechClassifier
 from speechcls.summarize import METRICS_FILE
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# The configs ship as the package speechcls.conf (conf/ of the checkout, mapped in pyproject.toml): an
+# editable install and a wheel find them alike, from any working directory.
+CONFIG_DIR = str(importlib.resources.files("speechcls.conf"))
 
 log = logging.getLogger(__name__)
 
