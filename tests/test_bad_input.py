@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from conftest import TINY_CLASSES, compose_train
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, load_clip, read_audio
 from speechcls.data.tables import TableError, read_table
-from speechcls.data.validation import audio_problem
+from speechcls.data.file_checks import audio_problem
 from speechcls.features import LogMel
 
 TONE_HZ = 440.0

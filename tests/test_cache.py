@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from conftest import compose_train, write_tone
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, load_clip, read_audio
-from speechcls.cache import build_caches
+from speechcls.build_cache import build_caches
 from speechcls.data import cache as cache_module
 from speechcls.data.cache import FULL_SCALE, MAX_CLIP_FACTOR, WaveCache
 from speechcls.data.datamodule import SpeechDataModule
@@ -210,7 +210,7 @@ def test_on_device_without_the_cache_is_a_clear_error(kaggle_root):
 def test_the_cache_command_builds_every_split(tmp_path, kaggle_root):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(
-            config_name="cache",
+            config_name="build_cache",
             overrides=[
                 "data=kaggle", f"data.root={kaggle_root}", f"paths.root_dir={tmp_path}",
                 f"paths.output_dir={tmp_path / 'run'}", "data.test_labels=test_labels.csv",

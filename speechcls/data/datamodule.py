@@ -20,7 +20,7 @@ from speechcls.data.cache import WaveCache
 from speechcls.data.dataset import WaveformDataset
 from speechcls.data.device_batches import DeviceBatches
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, TableError, check_labels, read_table
-from speechcls.data.validation import REPORT_NAME, AudioCheck
+from speechcls.data.file_checks import REPORT_NAME, AudioCheck
 
 
 class SpeechDataModule(L.LightningDataModule):
@@ -35,7 +35,7 @@ class SpeechDataModule(L.LightningDataModule):
     holds the train and validation splits on the training device and draws the fitting batches there.
 
     Every table's files are checked once, from their headers, before anything reads them
-    (`speechcls.data.validation`): `on_bad_file="error"` stops naming the first bad file, `"skip"` leaves
+    (`speechcls.data.file_checks`): `on_bad_file="error"` stops naming the first bad file, `"skip"` leaves
     bad files out and lists them in `report_dir`/bad_files.csv (default: the data root).
     """
 

@@ -1,4 +1,4 @@
-"""Build the decoded-waveform cache of every split: `python -m speechcls.cache [data overrides]`.
+"""Build the decoded-waveform cache of every split: `python -m speechcls.build_cache [data overrides]`.
 
 Training builds the train and validation caches itself on first use; this does it ahead, for the test
 and prediction files too, and prints where each split's cache is.
@@ -26,7 +26,7 @@ def build_caches(datamodule: SpeechDataModule) -> dict[str, WaveformDataset]:
     return splits
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="cache")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="build_cache")
 def main(cfg: DictConfig) -> None:
     datamodule = instantiate(cfg.data, cache=True)
     for split, dataset in build_caches(datamodule).items():
