@@ -1,25 +1,22 @@
-"""Learning-rate schedules that torch has only as parts."""
+"""Linear warmup, then cosine decay over the whole run, from torch's own schedulers.
+
+SequentialLR takes schedulers already built on the optimizer, and the cosine's length is the run's
+minus the warmup: neither can be written in a config, so this function builds them once
+configure_optimizers knows the optimizer and the run's length (`total_steps`)."""
 
 from __future__ import annotations
 
-import math
-
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
 
 
 def warmup_cosine(
-    optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.05, final_lr_fraction: float = 0.0
-) -> LambdaLR:
-    """Linear warmup over the first `warmup_fraction` of `total_steps`, then a cosine decay to
-    `final_lr_fraction` of the learning rate at the last step. Step it once per optimizer step."""
+    optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.05, eta_min: float = 0.0
+) -> SequentialLR:
+    """Warm up linearly over the first `warmup_fraction` of `total_steps` (from 1/(w+1) of the learning
+    rate, w the warmup steps, to all of it), then decay along a cosine to `eta_min` at the last step.
+    Step it once per optimizer step."""
     warmup_steps = max(1, round(warmup_fraction * total_steps))
-    decay_steps = max(1, total_steps - warmup_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        progress = min(1.0, (step - warmup_steps) / decay_steps)
-        return final_lr_fraction + (1 - final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return LambdaLR(optimizer, factor)
+    warmup = LinearLR(optimizer, start_factor=1 / (warmup_steps + 1), total_iters=warmup_steps)
+    decay = CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup_steps), eta_min=eta_min)
+    return SequentialLR(optimizer, [warmup, decay], milestones=[warmup_steps])
