@@ -59,6 +59,7 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, fix_length
+from speechcls.data.conditions import CONDITION_COLUMNS
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
 
 if TYPE_CHECKING:  # both need the `voices` extra, imported only where configured
@@ -103,8 +104,6 @@ AUDIO_DIR = "audio_files"
 MANIFEST = "manifest.json"
 SPLITS = ("train", "test")
 ENGINES = ("espeak", "kokoro")
-# The columns of test_labels.csv beyond file_name,target: what evaluation reports accuracy by.
-CONDITION_COLUMNS = ("engine", "voice", "channel")
 ESPEAK_RATE_LIMIT = 450  # words per minute; espeak-ng's fastest
 
 
