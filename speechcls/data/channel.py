@@ -19,6 +19,7 @@ import numpy as np
 import pedalboard
 import pyroomacoustics
 import torch
+import torchaudio.functional as AF
 
 from speechcls.audio import SAMPLE_RATE
 
@@ -84,11 +85,11 @@ class Channel:
 
     def apply(self, clip: torch.Tensor, row: dict) -> torch.Tensor:
         """`clip` (1-D, SAMPLE_RATE) through the channel `row` describes; same length, float32."""
-        audio = clip.numpy().astype(np.float32)
         condition = row["channel"]
         if condition in ("small_room", "large_room"):
-            impulse = room_impulse_response(row)
-            audio = np.convolve(audio, impulse)[: len(audio)].astype(np.float32)
+            impulse = torch.from_numpy(room_impulse_response(row).astype(np.float32))
+            clip = AF.fftconvolve(clip, impulse)[: len(clip)]
+        audio = clip.numpy().astype(np.float32)
         effects = []
         if row.get("mic_eq_db"):
             low, presence, high = (float(gain) for gain in row["mic_eq_db"].split("/"))
@@ -98,12 +99,12 @@ class Channel:
                 pedalboard.HighShelfFilter(6000.0, high),
             ]
         if condition == "phone":
-            effects += [pedalboard.HighpassFilter(300.0), pedalboard.LowpassFilter(3400.0)]
+            # Sampled at 8 kHz (nothing above 4 kHz), the line's 300-3400 Hz roll-offs, then the codec.
+            effects += [pedalboard.Resample(8000.0), pedalboard.HighpassFilter(300.0), pedalboard.LowpassFilter(3400.0)]
             if row["codec"] == "gsm":
-                effects.append(pedalboard.GSMFullRateCompressor())  # codes at 8 kHz
+                effects.append(pedalboard.GSMFullRateCompressor())
             else:
-                quality = float(row["codec"].removeprefix("mp3-v"))
-                effects += [pedalboard.Resample(8000.0), pedalboard.MP3Compressor(quality)]
+                effects.append(pedalboard.MP3Compressor(float(row["codec"].removeprefix("mp3-v"))))
         if effects:
             audio = pedalboard.Pedalboard(effects)(audio, SAMPLE_RATE)
         out = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))

@@ -72,8 +72,8 @@ class KokoroVoices:
     `test_voices`. `speed` is the model's speaking-rate input (1: its normal rate).
     """
 
-    clips_per_word: int = 24
-    test_clips_per_word: int = 6
+    clips_per_word: int = 20
+    test_clips_per_word: int = 5
     train_voices: Sequence[str] = ("jf_alpha", "jf_gongitsune", "jf_tebukuro", "jm_kumo")
     test_voices: Sequence[str] = ("jf_nezumi",)
     concentration: float = 0.5
