@@ -238,7 +238,8 @@ class SyntheticSpeechSet:
             for word_rows in pool.imap_unordered(_synthesize_word, jobs):
                 rows += word_rows
                 progress.update(len(word_rows))
-        clips = pd.DataFrame(rows).sort_values(FILE_COLUMN)
+        # Sorted before the frame is made: its columns come in the order of the first row's keys.
+        clips = pd.DataFrame(sorted(rows, key=lambda row: row[FILE_COLUMN]))
         clips.to_csv(folder / "clips.csv", index=False)
         columns = [FILE_COLUMN, TARGET_COLUMN]
         train = clips[clips["split"] == "train"]
