@@ -60,7 +60,7 @@ def test_evaluate_reports_accuracy_per_engine_voice_and_channel(tmp_path, labell
 def test_train_writes_the_test_accuracy_of_each_engine(tmp_path, labelled_root):
     cfg = compose_train(
         tmp_path, "data=kaggle", f"data.root={labelled_root}", "data.test_labels=test_labels.csv",
-        "trainer.max_epochs=1", "optimizer.lr=1e-3", "callbacks.last_checkpoint=null",
+        "trainer.max_epochs=1", "+trainer.limit_train_batches=1", "optimizer.lr=1e-3", "callbacks.last_checkpoint=null",
     )
     train(cfg)
 
