@@ -3,7 +3,8 @@
 `ckpt_path=...` runs the model on the validation split (or on `labels=<csv>`); `submission=<csv>
 labels=<csv>` scores a submission without a model. Writes into the run directory: metrics.json,
 classification_report.csv (per class), confusion_matrix.csv and .png (rows: true, columns: predicted)
-and misclassified.csv (most confident mistakes first).
+and misclassified.csv (most confident mistakes first). Labels with engine, voice or channel columns (the
+built-in sets' test_labels.csv) add accuracy_by_condition.csv and those accuracies in metrics.json.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from speechcls.checkpoints import resolve_checkpoint
+from speechcls.data.conditions import PREDICTED_COLUMN, accuracy_by_condition, with_conditions
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
 from speechcls.predict import load_classifier, make_trainer, predict_probabilities
 from speechcls.submission import check_submission
 from speechcls.train import CONFIG_DIR
 
-PREDICTED_COLUMN = "predicted"
 CONFIDENCE_COLUMN = "confidence"
 
 
@@ -56,14 +57,17 @@ def run_model(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
     probabilities = predict_probabilities(classifier, loader, make_trainer(cfg), cfg.tta_shifts)
     confidence, predicted = probabilities.max(dim=1)
     dataset = loader.dataset
-    return pd.DataFrame(
+    results = pd.DataFrame(
         {
             FILE_COLUMN: [path.relative_to(datamodule.audio_dir).as_posix() for path in dataset.paths],
             TARGET_COLUMN: [classes[i] for i in dataset.labels],
             PREDICTED_COLUMN: [classes[i] for i in predicted.tolist()],
             CONFIDENCE_COLUMN: confidence.numpy(),
         }
-    ), classes
+    )
+    if cfg.labels is not None:
+        results = with_conditions(results, read_table(datamodule.root / cfg.labels))
+    return results, classes
 
 
 def score_submission(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
@@ -76,7 +80,7 @@ def score_submission(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
     check_submission(submission, answers[FILE_COLUMN].tolist(), classes, ordered=False, name=cfg.submission)
     predicted = submission.set_index(FILE_COLUMN)[TARGET_COLUMN]
     results = answers[[FILE_COLUMN, TARGET_COLUMN]].assign(**{PREDICTED_COLUMN: predicted[answers[FILE_COLUMN]].values})
-    return results, classes
+    return with_conditions(results, answers), classes
 
 
 def write_reports(results: pd.DataFrame, classes: Sequence[str], output_dir: Path, source: str) -> dict[str, float]:
@@ -91,6 +95,9 @@ def write_reports(results: pd.DataFrame, classes: Sequence[str], output_dir: Pat
         "clips": len(results),
         "misclassified": len(wrong),
     }
+    by_condition = accuracy_by_condition(results)
+    for condition, value, accuracy in by_condition[["condition", "value", "accuracy"]].itertuples(index=False):
+        metrics[f"accuracy/{condition}/{value}"] = float(accuracy)
     (output_dir / "metrics.json").write_text(json.dumps({**metrics, "source": source}, indent=2))
     precision, recall, f1, support = precision_recall_fscore_support(true, predicted, labels=classes, zero_division=0)
     pd.DataFrame(
@@ -103,20 +110,32 @@ def write_reports(results: pd.DataFrame, classes: Sequence[str], output_dir: Pat
     if CONFIDENCE_COLUMN in wrong:
         wrong = wrong.sort_values(CONFIDENCE_COLUMN, ascending=False, kind="stable")
     wrong.to_csv(output_dir / "misclassified.csv", index=False, float_format="%.4f")
-    print(
-        "\n".join(
-            [
-                "",
-                f"evaluation of the {source}",
-                f"{'accuracy':>14}: {metrics['accuracy']:.4f}",
-                f"{'macro-F1':>14}: {metrics['macro_f1']:.4f}",
-                f"{'clips':>14}: {metrics['clips']}",
-                f"{'misclassified':>14}: {metrics['misclassified']}",
-                f"{'reports':>14}: {output_dir}",
-            ]
-        )
-    )
+    lines = [
+        "",
+        f"evaluation of the {source}",
+        f"{'accuracy':>14}: {metrics['accuracy']:.4f}",
+        f"{'macro-F1':>14}: {metrics['macro_f1']:.4f}",
+        f"{'clips':>14}: {metrics['clips']}",
+        f"{'misclassified':>14}: {metrics['misclassified']}",
+    ]
+    if len(by_condition):
+        by_condition.to_csv(output_dir / "accuracy_by_condition.csv", index=False, float_format="%.4f")
+        lines += condition_lines(by_condition)
+    print("\n".join([*lines, f"{'reports':>14}: {output_dir}"]))
     return metrics
+
+
+def condition_lines(by_condition: pd.DataFrame, most: int = 12) -> list[str]:
+    """Accuracy per value of each condition, for the console; conditions with more values than `most`
+    (the espeak voices) only in accuracy_by_condition.csv."""
+    lines = []
+    for condition, rows in by_condition.groupby("condition", sort=False):
+        if len(rows) > most:
+            lines.append(f"{condition:>14}: {len(rows)} values, see accuracy_by_condition.csv")
+            continue
+        lines.append(f"{condition:>14}:")
+        lines += [f"{value:>22}: {accuracy:.4f} ({clips} clips)" for value, clips, accuracy in rows[["value", "clips", "accuracy"]].itertuples(index=False)]
+    return lines
 
 
 def confusion_figure(matrix: np.ndarray, classes: Sequence[str]) -> Figure:

