@@ -125,7 +125,9 @@ def train(cfg: DictConfig) -> float | None:
         metrics.update({name: float(value) for name, value in tested[0].items()})
         metrics.update(test_accuracy_by_engine(trainer, module, datamodule))
     log_hyperparameters(trainer, cfg, metrics)
-    report(cfg, trainer, metrics, best_path, time.perf_counter() - started)
+    # Without a labelled test CSV Lightning's test stage runs on the validation split: say so.
+    tested_on = (datamodule.test_labels or "the validation split (no data.test_labels)") if cfg.test else None
+    report(cfg, trainer, metrics, best_path, tested_on, time.perf_counter() - started)
     # The best epoch's value when the checkpoint callback tracked it (not in fast_dev_run), else the last.
     return metrics.get(f"best/{cfg.optimized_metric}", metrics.get(cfg.optimized_metric))
 
@@ -171,7 +173,12 @@ def log_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, 
 
 
 def report(
-    cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float], best_path: str, wall_time_s: float
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    metrics: dict[str, float],
+    best_path: str,
+    tested_on: str | None,
+    wall_time_s: float,
 ) -> None:
     """Write metrics.json into the run directory and print where everything is (rank 0 only)."""
     if not trainer.is_global_zero:
@@ -180,12 +187,15 @@ def report(
         "status": "ok",
         "metrics": metrics,
         "best_checkpoint": best_path,
+        "test_data": tested_on,
         "epochs": trainer.current_epoch,
         "wall_time_s": round(wall_time_s, 1),
     }
     write_metrics(cfg, summary)
     output_dir = Path(cfg.paths.output_dir)
     lines = [f"{name:>16}: {value:.4f}" for name, value in sorted(metrics.items()) if "/" in name]
+    if tested_on:
+        lines.append(f"{'test/ metrics on':>16}: {tested_on}")
     lines.append(f"{'checkpoint':>16}: {best_path or '(none)'}")
     if trainer.logger is not None:
         lines.append(f"{'logs':>16}: {trainer.logger.log_dir}")

@@ -31,6 +31,7 @@ def test_a_messy_folder_trains_tests_and_predicts_with_the_default_data_path(tmp
 
     summary = json.loads((tmp_path / "run" / METRICS_FILE).read_text())
     assert summary["status"] == "ok" and 0.0 <= summary["metrics"]["test/acc"] <= 1.0
+    assert summary["test_data"] == "test_labels.csv"
     predict_cfg = compose_train(
         tmp_path / "predict", f"data.root={root}", f"ckpt_path={tmp_path / 'run'}", config_name="predict"
     )

@@ -1,3 +1,5 @@
+import json
+
 import torch
 
 from conftest import TINY_CLASSES, compose_train
@@ -25,4 +27,5 @@ def test_training_writes_checkpoint_with_classes_and_tensorboard_events(tmp_path
     # The scheduler was stepped once per epoch.
     assert last["lr_schedulers"][0]["last_epoch"] == 2
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
-    assert (run / "metrics.json").is_file()
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["test_data"].startswith("the validation split")  # no test CSV: test/ is validation
