@@ -43,6 +43,16 @@ class RandomTransform(nn.Module):
         return torch.where(chosen.view(-1, *[1] * (x.dim() - 1)), self.transform(x), x)
 
 
+def coloured(white: torch.Tensor, exponent: torch.Tensor | float) -> torch.Tensor:
+    """White noise (..., samples) shaped to a 1/f**exponent power spectrum (0 white, 1 pink, 2 brown);
+    `exponent` broadcasts against (..., 1). The synthetic set's noise comes from here too."""
+    length = white.shape[-1]
+    frequencies = torch.fft.rfftfreq(length, device=white.device, dtype=white.dtype)
+    frequencies[0] = frequencies[1]  # keep DC finite
+    # f ** (-exponent / 2) as an exp of a product: a per-row power is much slower on a CPU.
+    return torch.fft.irfft(torch.fft.rfft(white) * torch.exp(frequencies.log() * (-torch.as_tensor(exponent) / 2)), length)
+
+
 def _uniform(low: float, high: float, n: int, device: torch.device) -> torch.Tensor:
     return low + (high - low) * torch.rand(n, device=device)
 
@@ -106,13 +116,7 @@ class BackgroundNoise(RandomTransform):
         return wave + noise * (signal_power / 10 ** (snr_db / 10)).sqrt()
 
     def _coloured(self, wave: torch.Tensor) -> torch.Tensor:
-        length = wave.shape[-1]
-        spectrum = torch.fft.rfft(torch.randn_like(wave))
-        frequencies = torch.fft.rfftfreq(length, device=wave.device)
-        frequencies[0] = frequencies[1]  # keep DC finite
-        exponent = _uniform(*self.exponent, len(wave), wave.device)[:, None]
-        # f ** (-exponent / 2) as an exp of a product: a per-row power is much slower on a CPU.
-        return torch.fft.irfft(spectrum * torch.exp(frequencies.log() * (-exponent / 2)), length)
+        return coloured(torch.randn_like(wave), _uniform(*self.exponent, len(wave), wave.device)[:, None])
 
     def _recorded(self, wave: torch.Tensor) -> torch.Tensor:
         if self.recordings is None:

@@ -13,6 +13,7 @@ from speechcls.augment import (
     SpecAugment,
     SpeedPerturbation,
     TimeShift,
+    coloured,
 )
 from speechcls.train import build_module, train
 
@@ -184,3 +185,12 @@ def test_training_with_strong_augmentation_and_label_smoothing_runs(tmp_path, ka
         "module.label_smoothing=0.1", "model=bc_resnet", "model.width=1",
     )  # fmt: skip
     train(cfg)
+
+
+@pytest.mark.parametrize("exponent", [0.0, 1.0, 2.0])
+def test_coloured_noise_has_a_one_over_f_power_spectrum(exponent):
+    noise = coloured(torch.randn(64, 16000, dtype=torch.float64), exponent)
+    power = torch.fft.rfft(noise).abs().pow(2).mean(0)[1:]
+    frequencies = torch.fft.rfftfreq(16000, dtype=torch.float64)[1:]
+    slope = torch.linalg.lstsq(torch.stack([frequencies.log(), torch.ones_like(frequencies)], 1), power.log()[:, None]).solution[0]
+    assert slope.item() == pytest.approx(-exponent, abs=0.05)

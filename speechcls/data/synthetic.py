@@ -59,6 +59,7 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, fix_length
+from speechcls.augment import coloured
 from speechcls.data.conditions import CONDITION_COLUMNS
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
 
@@ -283,7 +284,8 @@ def _render_clip(generator: SyntheticSpeechSet, engine: str, word: str, split: s
 
     row["snr_db"] = round(rng.uniform(*g.snr_db), 2) if rng.random() < g.noise_probability else None
     if row["snr_db"] is not None:
-        noise = torch.from_numpy(_coloured_noise(rng, CLIP_SAMPLES, exponent=rng.uniform(0.0, 2.0)))
+        noise = coloured(torch.from_numpy(rng.standard_normal(CLIP_SAMPLES)), rng.uniform(0.0, 2.0))
+        noise = (noise / noise.std()).float()
         clip = clip + noise * (speech.pow(2).mean() / 10 ** (row["snr_db"] / 10)).sqrt()
     row["lowpass_hz"] = row["highpass_hz"] = None
     if rng.random() < g.filter_probability:  # a cheap stand-in for microphones and phone lines
@@ -328,15 +330,6 @@ def trim_silence(wave: np.ndarray, what: str) -> torch.Tensor:
     if len(loud) == 0:
         raise RuntimeError(f"{what} produced silence")
     return torch.from_numpy(wave[loud[0] : loud[-1] + 1])
-
-
-def _coloured_noise(rng: np.random.Generator, length: int, exponent: float) -> np.ndarray:
-    """Unit-power noise with a 1/f**exponent power spectrum (0 white, 1 pink, 2 brown)."""
-    spectrum = np.fft.rfft(rng.standard_normal(length))
-    frequencies = np.fft.rfftfreq(length)
-    frequencies[0] = frequencies[1]  # keep DC finite
-    noise = np.fft.irfft(spectrum / frequencies ** (exponent / 2), length)
-    return (noise / noise.std()).astype(np.float32)
 
 
 class _Espeak:
