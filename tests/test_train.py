@@ -8,7 +8,7 @@ from speechcls.train import train
 
 def test_fast_dev_run_through_the_composed_config(tmp_path, kaggle_root):
     cfg = compose_train(tmp_path, "data=kaggle", f"data.root={kaggle_root}", "trainer=debug")
-    assert cfg.optimizer.lr == 3e-3 and cfg.scheduler.interval == "epoch"
+    assert cfg.optimizer.lr == 3e-3 and cfg.scheduler.interval == "step"
     assert cfg.features.hop_length == 512 and cfg.data.batch_size == 8
     train(cfg)
 
