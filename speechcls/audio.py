@@ -111,9 +111,10 @@ def shift(waves: torch.Tensor, samples: torch.Tensor | int) -> torch.Tensor:
     advanced if negative), zero-filled: each row's window from start -samples."""
     batch, length = waves.shape
     delays = torch.as_tensor(samples, device=waves.device).expand(batch).clamp(-length, length)
-    padded = torch.nn.functional.pad(waves, (length, length)).flatten()
-    offsets = torch.arange(batch, device=waves.device) * (3 * length) + length
-    return crop_windows(padded, offsets, torch.full_like(offsets, length), -delays, length)
+    # Each row with `length` zeros either side is the clip: every window lies inside it, nothing to mask.
+    padded = torch.nn.functional.pad(waves, (length, length))
+    offsets = torch.arange(batch, device=waves.device) * padded.shape[-1]
+    return crop_windows(padded.flatten(), offsets, torch.full_like(offsets, padded.shape[-1]), length - delays, length)
 
 
 def load_clip(path: str | Path, sample_rate: int = SAMPLE_RATE, length: int = CLIP_SAMPLES) -> torch.Tensor:

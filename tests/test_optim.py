@@ -33,6 +33,15 @@ def last_checkpoint(tmp_path) -> dict:
     return torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
 
 
+def trained_scheduler(tmp_path, kaggle_root, *overrides) -> tuple:
+    """The config and the last checkpoint's scheduler state of a 2-epoch run of the tiny net."""
+    cfg = compose_train(
+        tmp_path, "data=kaggle", f"data.root={kaggle_root}", *TINY_NET, "trainer.max_epochs=2", "test=false", *overrides
+    )
+    train(cfg)
+    return cfg, last_checkpoint(tmp_path)["lr_schedulers"][0]
+
+
 @pytest.mark.parametrize(
     ("name", "kind", "settings"),
     [
@@ -69,12 +78,7 @@ def test_steplr_follows_its_closed_form(tmp_path):
 
 
 def test_steplr_is_stepped_once_per_epoch_in_training(tmp_path, kaggle_root):
-    cfg = compose_train(
-        tmp_path, "data=kaggle", f"data.root={kaggle_root}", *TINY_NET, "optimizer=adam", "scheduler=steplr",
-        "trainer.max_epochs=2", "scheduler.scheduler.step_size=1", "test=false",
-    )  # fmt: skip
-    train(cfg)
-    state = last_checkpoint(tmp_path)["lr_schedulers"][0]
+    cfg, state = trained_scheduler(tmp_path, kaggle_root, "optimizer=adam", "scheduler=steplr", "scheduler.scheduler.step_size=1")
     # 2 epochs of 3 batches (the fixture's 24 training clips in batches of 8): stepped per batch it would be 6.
     assert state["last_epoch"] == 2
     assert state["_last_lr"] == [pytest.approx(cfg.optimizer.lr * cfg.scheduler.scheduler.gamma**2, rel=1e-12)]
@@ -149,12 +153,7 @@ def test_no_scheduler_gives_the_bare_optimizer(tmp_path):
 
 
 def test_cosine_is_stepped_every_batch_and_lasts_max_epochs(tmp_path, kaggle_root):
-    cfg = compose_train(
-        tmp_path, "data=kaggle", f"data.root={kaggle_root}", *TINY_NET, "optimizer=adamw", "scheduler=cosine",
-        "trainer.max_epochs=2", "trainer.gradient_clip_val=1.0", "test=false",
-    )  # fmt: skip
-    train(cfg)
-    state = last_checkpoint(tmp_path)["lr_schedulers"][0]
+    cfg, state = trained_scheduler(tmp_path, kaggle_root, "optimizer=adamw", "scheduler=cosine", "trainer.gradient_clip_val=1.0")
     steps = 2 * math.ceil(24 / 8)  # the fixture's 24 training clips in batches of 8; stepped per epoch it would be 2
     assert state["last_epoch"] == steps
     # The warmup ended after round(0.05 * 6) = 1 step: the cosine was sized by the 2 epochs and ended at 0.

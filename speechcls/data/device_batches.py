@@ -35,8 +35,9 @@ class DeviceBatches:
         device = torch.device(device)
         # On the CPU this stays a view of the memory map; on a GPU it is one copy of the split.
         self.samples = torch.from_numpy(cache.samples).to(device)
-        index = torch.from_numpy(cache.index).to(device)
-        self.offsets, self.lengths, self.starts = index.unbind(1)
+        self.offsets, self.lengths, self.starts = (
+            column.to(device) for column in (cache.offsets, cache.lengths, cache.evaluation_starts)
+        )
         self.labels = torch.as_tensor(labels, dtype=torch.long, device=device)
         self.batch_size = batch_size
         self.length = length
