@@ -9,7 +9,8 @@ import torch
 from conftest import compose_train, setup_datamodule, write_tone
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, read_audio
 from speechcls.data.device_batches import DeviceBatches
-from speechcls.data.speechcommands import SILENCE, TWELVE_CLASS_WORDS, UNKNOWN
+from speechcls.data.twelve_class import KEYWORDS as TWELVE_CLASS_WORDS
+from speechcls.data.twelve_class import SILENCE, UNKNOWN
 from speechcls.train import train
 
 # yes/no/up are keywords of the 12-class task, bed/cat are "unknown" words.

@@ -12,13 +12,15 @@ from omegaconf import OmegaConf
 
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE
 from speechcls.data import synthetic
+from conftest import setup_datamodule
 from speechcls.data.synthetic import MANIFEST, SyntheticSpeechSet
+from speechcls.data.twelve_class import KEYWORDS, SILENCE, UNKNOWN
 
 TINY_WORDS = ("up", "sheila", "visual")
 
 
 def tiny(**changes) -> SyntheticSpeechSet:
-    parameters = dict(words=TINY_WORDS, clips_per_word=3, test_clips_per_word=2, num_workers=2)
+    parameters = dict(words=TINY_WORDS, clips_per_word=3, test_clips_per_word=2, other_words=(), noise_files=0, num_workers=2)
     return SyntheticSpeechSet(**{**parameters, **changes})
 
 
@@ -141,7 +143,7 @@ def test_an_interrupted_generation_leaves_no_set_that_looks_complete(tmp_path, m
 
 def test_cli_writes_the_requested_set(tmp_path, capsys):
     root = tmp_path / "cli"
-    synthetic.main(["--root", str(root), "--words", "up,down", "--clips-per-word", "2", "--test-clips-per-word", "1"])
+    synthetic.main(["--root", str(root), "--words", "up,down", "--clips-per-word", "2", "--test-clips-per-word", "1", "--other-words", ""])
     assert "4 train + 2 test clips" in capsys.readouterr().out
     assert Counter(pd.read_csv(root / "train.csv").target) == {"up": 2, "down": 2}
 
@@ -160,3 +162,31 @@ def test_a_folder_that_is_not_a_synthetic_set_is_never_replaced(tmp_path):
     with pytest.raises(FileExistsError, match="not a synthetic set, refusing to replace it"):
         SyntheticSpeechSet(words=["yes"], clips_per_word=1, test_clips_per_word=1).ensure(root)
     assert (root / "train.csv").is_file()
+
+
+def test_twelve_class_task_on_the_built_in_set(tmp_path):
+    """Keywords keep their clips; _unknown_ draws from the other Speech Commands words and the set's other
+    English words (unknown_words.csv), _silence_ slices the set's own noise recordings, per split."""
+    root = SyntheticSpeechSet(
+        words=("yes", "no", "bed", "cat"), clips_per_word=5, test_clips_per_word=2, other_words=("apple", "water"),
+        other_clips_per_word=5, other_test_clips_per_word=2, noise_files=2, noise_seconds=12.0, num_workers=2,
+    ).generate(tmp_path / "set")  # fmt: skip
+    assert sorted(path.name for path in (root / "_background_noise_").iterdir()) == ["noise_0.wav", "noise_1.wav"]
+    assert set(pd.read_csv(root / "train.csv").target) == {"yes", "no", "bed", "cat"}  # the 35-word task unchanged
+    datamodule = setup_datamodule(
+        tmp_path, "synthetic", root, "data.task=12", "data.unknown_clips={train:null,val:null,test:5}",
+        "data.silence_clips={train:6,val:2,test:3}", "data.cache=false",
+    )  # fmt: skip
+    assert datamodule.classes == sorted([*KEYWORDS, UNKNOWN, SILENCE])
+    words = pd.read_csv(root / "clips.csv").set_index("file_name").target
+    counts, unknown_words = {}, {}
+    for split, dataset in datamodule.splits.items():
+        targets = [datamodule.classes[label] for label in dataset.labels]
+        counts[split] = Counter(targets)
+        unknown_words[split] = {words[path.name] for path, target in zip(dataset.paths, targets) if target == UNKNOWN}
+    # Stratified 80/20 of 5 clips a word: 4 train, 1 validation; the test split is the held-out voices'.
+    assert counts["train"] == {"yes": 4, "no": 4, UNKNOWN: 16, SILENCE: 6}
+    assert counts["val"] == {"yes": 1, "no": 1, UNKNOWN: 4, SILENCE: 2}
+    assert counts["test"] == {"yes": 2, "no": 2, UNKNOWN: 5, SILENCE: 3}
+    assert unknown_words["train"] == {"bed", "cat", "apple", "water"}
+    assert unknown_words["test"] <= {"bed", "cat", "apple", "water"}

@@ -22,7 +22,7 @@ WORDS = ("up",)
 
 def two_engines(**changes) -> SyntheticSpeechSet:
     parameters = dict(
-        words=WORDS, clips_per_word=2, test_clips_per_word=1, num_workers=2,
+        words=WORDS, clips_per_word=2, test_clips_per_word=1, other_words=(), noise_files=0, num_workers=2,
         neural=KokoroVoices(clips_per_word=2, test_clips_per_word=1), channel=Channel(),
     )  # fmt: skip
     return SyntheticSpeechSet(**{**parameters, **changes})

@@ -6,11 +6,12 @@ The data module owns the seeded, stratified train/validation split and the sorte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
@@ -19,12 +20,22 @@ from speechcls.audio import CLIP_SECONDS, SAMPLE_RATE
 from speechcls.data.cache import WaveCache
 from speechcls.data.dataset import WaveformDataset
 from speechcls.data.device_batches import DeviceBatches
-from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, TableError, check_labels, read_table
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, TableError, check_labels, line_numbers, read_table
 from speechcls.data.file_checks import REPORT_NAME, AudioCheck
+from speechcls.data.twelve_class import CLASSES as TWELVE_CLASSES
+from speechcls.data.twelve_class import NOISE_DIR, as_keywords, check_task, silence_table, twelve_class_table
+
+SPLITS = ("train", "val", "test")
 
 
 class SpeechDataModule(L.LightningDataModule):
     """Stratified train/val split of `train.csv`; test on `test_labels` if given, else on val.
+
+    `task=12` makes it the 12-class task (`speechcls.data.twelve_class`): `unknown_clips` and
+    `silence_clips` map each split (train, val, test) to its number of `_unknown_` clips (null: all the
+    other words' clips) and of `_silence_` slices of ROOT/_background_noise_ (written under
+    `silence_dir`); `unknown_csv` (file_name,target,split with split train or test) adds clips of
+    words that are `_unknown_` only, kept out of the 35-word task.
 
     `generator` is an optional object with `ensure(root)` (the built-in synthetic set) that creates
     the folder when it is missing. `classes` fixes the class list labels are indexed by (a
@@ -61,6 +72,11 @@ class SpeechDataModule(L.LightningDataModule):
         on_device: bool = False,
         on_bad_file: str = "error",
         report_dir: str | Path | None = None,
+        task: int = 35,
+        unknown_clips: Mapping[str, int | None] | None = None,
+        silence_clips: Mapping[str, int] | None = None,
+        silence_dir: str | Path | None = None,
+        unknown_csv: str | None = None,
     ) -> None:
         super().__init__()
         if cache and cache_dir is None:
@@ -87,7 +103,14 @@ class SpeechDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir) if cache else None
         self.on_device = on_device
         self.audio_check = AudioCheck(on_bad_file, Path(report_dir or self.root) / REPORT_NAME)
+        check_task(task, silence_clips or {}, silence_dir)
+        self.task = task
+        self.unknown_clips = dict(unknown_clips or {})
+        self.silence_clips = dict(silence_clips or {})
+        self.silence_dir = Path(silence_dir) if silence_dir is not None else None
+        self.unknown_csv = unknown_csv
         self.splits: dict[str, WaveformDataset] = {}
+        self.table: pd.DataFrame | None = None  # every clip of the task with its split, made by setup
 
     def prepare_data(self) -> None:
         if self.generator is not None:
@@ -98,16 +121,49 @@ class SpeechDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if "val" in self.splits:
             return
+        table = self.clips()
+        if self.task == 12:
+            table = twelve_class_table(table, self.unknown_clips, self.seed)
+            silence = silence_table(
+                self.root / NOISE_DIR, self.silence_clips, self.seed, self.sample_rate, self.clip_samples,
+                self.silence_dir,
+            )  # fmt: skip
+            table = pd.concat([table, silence], ignore_index=True)
+        if self.classes is None:
+            self.classes = TWELVE_CLASSES if self.task == 12 else sorted(table[TARGET_COLUMN].unique())
+        self.table = table
+        for split in SPLITS:
+            if (table.split == split).any():
+                self.splits[split] = self._dataset(table[table.split == split], train=split == "train")
+
+    def clips(self) -> pd.DataFrame:
+        """Every clip (file_name, target, split): train.csv split into train and val; with the 12-class
+        task also the test split (test_labels) and unknown_csv's clips."""
         if not self.root.is_dir():
             raise FileNotFoundError(f"data root {self.root} does not exist (set data.root to a Kaggle-layout folder)")
         if not self.audio_dir.is_dir():
             raise FileNotFoundError(f"audio folder {self.audio_dir} does not exist")
         table = self.audio_check.usable(read_table(self.root / self.train_csv), self.audio_dir)
-        if self.classes is None:
-            self.classes = sorted(table[TARGET_COLUMN].unique())
-        train_rows, val_rows = self._split(table)
-        self.splits["train"] = self._dataset(train_rows, train=True)
-        self.splits["val"] = self._dataset(val_rows)
+        test = None
+        if self.task == 12:
+            extra = self.unknown_table()
+            table = pd.concat([table, extra[extra.split == "train"]], ignore_index=True)
+            if self.test_labels is not None:
+                test = self.audio_check.usable(read_table(self.root / self.test_labels), self.audio_dir)
+                test = pd.concat([test, extra[extra.split == "test"]], ignore_index=True).assign(split="test")
+        train_rows, val_rows = self._split(table[[FILE_COLUMN, TARGET_COLUMN]])
+        return pd.concat([train_rows.assign(split="train"), val_rows.assign(split="val"), test], ignore_index=True)
+
+    def unknown_table(self) -> pd.DataFrame:
+        """unknown_csv's clips (file_name, target, split), none without it."""
+        if self.unknown_csv is None:
+            return pd.DataFrame(columns=[FILE_COLUMN, TARGET_COLUMN, "split"])
+        table = self.audio_check.usable(read_table(self.root / self.unknown_csv), self.audio_dir)
+        wrong = table.index[~table.split.isin(["train", "test"])] if "split" in table else table.index
+        if len(wrong):
+            lines = ", ".join(map(str, line_numbers(wrong[:5])))
+            raise TableError(f"{self.root / self.unknown_csv}: split must be train or test (line(s) {lines})")
+        return table[[FILE_COLUMN, TARGET_COLUMN, "split"]]
 
     def _split(self, table):
         counts = table[TARGET_COLUMN].value_counts()
@@ -139,7 +195,10 @@ class SpeechDataModule(L.LightningDataModule):
         """Any `file_name,target` CSV (relative to the root or absolute) as an evaluation set."""
         if self.classes is None:
             self.setup()
-        return self._dataset(self.audio_check.usable(read_table(self.root / csv), self.audio_dir))
+        table = self.audio_check.usable(read_table(self.root / csv), self.audio_dir)
+        if self.task == 12:
+            table[TARGET_COLUMN] = as_keywords(table[TARGET_COLUMN])
+        return self._dataset(table)
 
     def predict_table(self):
         needs = f"every row of {self.predict_csv} needs a prediction"
@@ -182,10 +241,11 @@ class SpeechDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         # Always a DataLoader, also with on_device: evaluation reads the files' order from its dataset.
+        if "test" in self.splits:
+            return self._loader(self.splits["test"])
         if self.test_labels is None:
             return self._loader(self.splits["val"])
-        if "test" not in self.splits:
-            self.splits["test"] = self.labelled_dataset(self.test_labels)
+        self.splits["test"] = self.labelled_dataset(self.test_labels)
         return self._loader(self.splits["test"])
 
     def predict_dataset(self) -> WaveformDataset:

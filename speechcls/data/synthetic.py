@@ -9,6 +9,9 @@
     ROOT/clips.csv                every clip's split, word, engine, voice, channel and drawn parameters
     ROOT/manifest.json            format version, library versions and all parameters
     ROOT/train_<engine>.csv       with a second engine: the training rows of each engine alone
+    ROOT/unknown_words.csv        file_name,target,split  clips of `other_words` (train or test split):
+                                  more `_unknown_` for the 12-class task, in no table of the 35 words
+    ROOT/_background_noise_/*.wav long recordings of the clips' noise generator, the 12-class task's silence
 
 Each clip draws an English accent and a voice variant (the speaker), speaking rate, pitch, pitch range
 and loudness; the word is trimmed of silence, resampled to 16 kHz, placed at a random offset, given
@@ -98,12 +101,21 @@ TEST_VARIANTS = (
     "robert", "robosoft5", "robosoft7", "steph2",
 )
 
+# English words outside the 35 that espeak-ng speaks: more `_unknown_` speech for the 12-class task
+# and the long-audio streams, never a class.
+OTHER_WORDS = (
+    "apple", "water", "morning", "window", "yellow", "table", "music", "garden", "people", "number",
+    "letter", "little", "paper", "money", "river", "summer", "winter", "doctor", "coffee", "orange",
+    "purple", "simple", "yesterday", "tomorrow", "hello", "thanks", "kitchen", "pencil", "button", "silver",
+)
+
 # Bumped when the same parameters give different files (2: the resampling kernel built once, float
-# rounding; 3: engine, voice and channel columns in test_labels.csv).
-FORMAT_VERSION = 3
+# rounding; 3: engine, voice and channel columns in test_labels.csv; 4: other words, noise recordings).
+FORMAT_VERSION = 4
 AUDIO_DIR = "audio_files"
 MANIFEST = "manifest.json"
 SPLITS = ("train", "test")
+NOISE_DIR = "_background_noise_"
 ENGINES = ("espeak", "kokoro")
 ESPEAK_RATE_LIMIT = 450  # words per minute; espeak-ng's fastest
 
@@ -133,6 +145,12 @@ class SyntheticSpeechSet:
     filter_probability: float = 0.3
     lowpass_hz: Sequence[float] = (3000.0, 7500.0)
     highpass_hz: Sequence[float] = (50.0, 400.0)
+    other_words: Sequence[str] = OTHER_WORDS
+    other_clips_per_word: int = 20
+    other_test_clips_per_word: int = 5
+    noise_files: int = 4
+    noise_seconds: float = 60.0
+    noise_dbfs: Sequence[float] = (-50.0, -25.0)  # RMS level of each noise recording
     neural: KokoroVoices | None = None
     channel: Channel | None = None
     num_workers: int = os.cpu_count() or 1
@@ -147,6 +165,8 @@ class SyntheticSpeechSet:
         unknown = set(self.words) - set(WORDS)
         if unknown:
             raise ValueError(f"unknown words {sorted(unknown)}; choose from {WORDS}")
+        if set(self.other_words) & set(WORDS):
+            raise ValueError(f"other_words {sorted(set(self.other_words) & set(WORDS))} are among the 35 words")
         shared = set(self.train_variants) & set(self.test_variants)
         if shared:
             raise ValueError(f"variants {sorted(shared)} are in both train_variants and test_variants")
@@ -161,20 +181,30 @@ class SyntheticSpeechSet:
             "format_version": FORMAT_VERSION,
             **{library.replace("-", "_"): version(library) for library in libraries},
             "parameters": parameters,
-            "clips": {
-                split: len(self.words) * sum(self.clip_counts(engine)[split] for engine in self.engines())
-                for split in SPLITS
-            },
+            "clips": {split: sum(self.clip_counts(engine, word)[split] for engine, word in self.jobs()) for split in SPLITS},
         }
         return json.loads(json.dumps(manifest))  # tuples as lists, as they read back
 
     def engines(self) -> tuple[str, ...]:
         return ENGINES if self.neural else ENGINES[:1]
 
-    def clip_counts(self, engine: str) -> dict[str, int]:
-        """Clips per word of each split that `engine` speaks."""
+    def jobs(self) -> list[tuple[str, str]]:
+        """(engine, word) of every word each engine speaks: the slow neural words first, so that the
+        espeak words fill the other workers meanwhile; the other words by espeak-ng only."""
+        return [(engine, word) for engine in reversed(self.engines()) for word in self.words] + [
+            ("espeak", word) for word in self.other_words
+        ]
+
+    def clip_counts(self, engine: str, word: str) -> dict[str, int]:
+        """Clips of `word` in each split that `engine` speaks."""
+        if word in self.other_words:
+            return {"train": self.other_clips_per_word, "test": self.other_test_clips_per_word}
         part = self if engine == "espeak" else self.neural
         return {"train": part.clips_per_word, "test": part.test_clips_per_word}
+
+    def word_key(self, word: str) -> int:
+        """The word's part of its clips' seeds: its place in WORDS, then in other_words."""
+        return WORDS.index(word) if word in WORDS else len(WORDS) + list(self.other_words).index(word)
 
     def ensure(self, root: str | Path) -> Path:
         """Generate into `root` unless it already holds this exact set."""
@@ -225,8 +255,7 @@ class SyntheticSpeechSet:
         return root
 
     def _write(self, folder: Path) -> None:
-        # The slow neural words first, so the espeak words fill the other workers meanwhile.
-        jobs = [(self, engine, word, folder / AUDIO_DIR) for engine in reversed(self.engines()) for word in self.words]
+        jobs = [(self, engine, word, folder / AUDIO_DIR) for engine, word in self.jobs()]
         processes = max(1, min(self.num_workers, len(jobs)))  # 0, as for DataLoaders, still needs one
         total = sum(self.manifest()["clips"].values())
         rows = []
@@ -243,6 +272,9 @@ class SyntheticSpeechSet:
         clips = pd.DataFrame(sorted(rows, key=lambda row: row[FILE_COLUMN]))
         clips.to_csv(folder / "clips.csv", index=False)
         columns = [FILE_COLUMN, TARGET_COLUMN]
+        other = clips[TARGET_COLUMN].isin(self.other_words)
+        clips[other][[*columns, "split"]].to_csv(folder / "unknown_words.csv", index=False)
+        clips = clips[~other]
         train = clips[clips["split"] == "train"]
         train[columns].to_csv(folder / "train.csv", index=False)
         if len(self.engines()) > 1:  # cross-engine runs: data.train_csv=train_<engine>.csv
@@ -251,7 +283,17 @@ class SyntheticSpeechSet:
         test = clips[clips["split"] == "test"]
         test[[*columns, *CONDITION_COLUMNS]].to_csv(folder / "test_labels.csv", index=False)
         test[columns].assign(**{TARGET_COLUMN: self.words[0]}).to_csv(folder / "sample_submission.csv", index=False)
+        self._write_noise(folder / NOISE_DIR)
         (folder / MANIFEST).write_text(json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
+
+    def _write_noise(self, folder: Path) -> None:
+        """`noise_files` recordings of the clips' noise generator, each of a drawn colour and level."""
+        folder.mkdir()
+        for i in range(self.noise_files):
+            rng = np.random.default_rng([self.seed, len(SPLITS), i])
+            noise = coloured(torch.from_numpy(rng.standard_normal(int(self.noise_seconds * SAMPLE_RATE))), rng.uniform(0.0, 2.0))
+            noise = noise * (10 ** (rng.uniform(*self.noise_dbfs) / 20) / noise.std())
+            sf.write(folder / f"noise_{i}.wav", noise.clamp(-1, 1).float().numpy(), SAMPLE_RATE, subtype="PCM_16")
 
 
 def generation_lock(root: str | Path) -> FileLock:
@@ -264,14 +306,14 @@ def generation_lock(root: str | Path) -> FileLock:
 def _synthesize_word(job: tuple[SyntheticSpeechSet, str, str, Path]) -> list[dict]:
     """All clips of one word by one engine, train then test, in a fixed order (espeak-ng output depends on it)."""
     generator, engine, word, audio_dir = job
-    counts = generator.clip_counts(engine)
+    counts = generator.clip_counts(engine, word)
     return [_render_clip(generator, engine, word, split, i, audio_dir) for split in SPLITS for i in range(counts[split])]
 
 
 def _render_clip(generator: SyntheticSpeechSet, engine: str, word: str, split: str, index: int, audio_dir: Path) -> dict:
     """Write one clip and return its row of clips.csv (drawn values rounded, then used as recorded)."""
     g = generator
-    key = [g.seed, WORDS.index(word), SPLITS.index(split), index]
+    key = [g.seed, g.word_key(word), SPLITS.index(split), index]
     if engine == "espeak":
         rng = np.random.default_rng(key)
         speech, voice = _espeak_speech(g, word, split, rng)
@@ -412,6 +454,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--test-clips-per-word", type=int, default=SyntheticSpeechSet.test_clips_per_word)
     parser.add_argument("--seed", type=int, default=SyntheticSpeechSet.seed)
     parser.add_argument("--words", type=lambda text: text.split(","), help="comma-separated subset of WORDS")
+    parser.add_argument(
+        "--other-words", type=lambda text: [w for w in text.split(",") if w], default=OTHER_WORDS,
+        help="comma-separated words outside WORDS, `_unknown_` of the 12-class task ('' for none)",
+    )
     parser.add_argument("--num-workers", type=int, default=SyntheticSpeechSet.num_workers)
     parser.add_argument("--force", action="store_true", help="regenerate even if ROOT is up to date")
     args = parser.parse_args(argv)
@@ -420,6 +466,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         test_clips_per_word=args.test_clips_per_word,
         seed=args.seed,
         words=args.words,
+        other_words=args.other_words,
         num_workers=args.num_workers,
     )
     start = time.perf_counter()
