@@ -6,6 +6,8 @@ with the constants named once.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,37 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor
         data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         raise AudioError(f"{path}: cannot decode audio ({error})") from error
+    return _mono(data, file_rate, sample_rate, path)
+
+
+def read_audio_blocks(path: str | Path, block_seconds: float = 60.0, sample_rate: int = SAMPLE_RATE) -> Iterator[torch.Tensor]:
+    """`read_audio(path)` as consecutive pieces of about `block_seconds`, never the whole file in memory.
+
+    Their concatenation equals `read_audio(path)` up to float rounding: each piece is decoded with a
+    margin of the neighbouring samples, so resampling sees the same context at the pieces' edges.
+    """
+    try:
+        with sf.SoundFile(str(path)) as file:
+            file_rate, frames = file.samplerate, file.frames
+            # Piece edges on multiples of the rates' ratio: an integer sample at both rates.
+            step = file_rate // math.gcd(file_rate, sample_rate)
+            block = max(1, round(block_seconds * file_rate / step)) * step
+            margin = 0 if file_rate == sample_rate else -(-file_rate // (10 * step)) * step  # >= 0.1 s
+            for position in range(0, frames, block):
+                first = max(0, position - margin)
+                file.seek(first)
+                data = file.read(min(frames, position + block + margin) - first, dtype="float32", always_2d=True)
+                wave = _mono(data, file_rate, sample_rate, path)
+                skip = (position - first) * sample_rate // file_rate
+                length = (min(frames, position + block) - position) * sample_rate // file_rate
+                last = position + block >= frames
+                yield wave[skip:] if last else wave[skip : skip + length]
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioError(f"{path}: cannot decode audio ({error})") from error
+
+
+def _mono(data: np.ndarray, file_rate: int, sample_rate: int, path: str | Path) -> torch.Tensor:
+    """Samples (frames, channels) at `file_rate` as one mono channel at `sample_rate`."""
     # In NumPy: on a 1 s clip torch's fixed cost per operation outweighs the work.
     samples = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
     if not np.isfinite(samples).all():

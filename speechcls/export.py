@@ -6,6 +6,7 @@ inside the graph) and labels.txt, then checks the exported model against the che
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -51,12 +52,17 @@ def export(checkpoint: str | Path, output_dir: str | Path, format: str = "onnx",
 
 def run_exported(path: str | Path, wave: torch.Tensor) -> torch.Tensor:
     """Scores of an exported model (ONNX through onnxruntime, TorchScript through torch.jit)."""
+    return load_exported(path)(wave)
+
+
+def load_exported(path: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An exported model as a function of waveform batches (batch, samples) -> scores, loaded once."""
     if str(path).endswith(".onnx"):
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return torch.from_numpy(session.run(None, {"waveform": wave.numpy()})[0])
-    return torch.jit.load(str(path))(wave)
+        return lambda wave: torch.from_numpy(session.run(None, {"waveform": wave.numpy()})[0])
+    return torch.jit.load(str(path))
 
 
 def max_difference(module: SpeechClassifier, path: str | Path, wave: torch.Tensor) -> float:
