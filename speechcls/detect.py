@@ -9,7 +9,7 @@ prediction places a short clip), in batches. Each keyword's probability is avera
 stays bounded however long they are. Writes one CSV row per detection: file, start, end, word, score
 (the window's times in seconds, clipped to the file; the smoothed probability).
 
-The model is a checkpoint, or with `onnx=<model.onnx>` an exported model (labels.txt beside it).
+The model is a checkpoint, or an exported model: `ckpt_path=<model.onnx>` (labels.txt beside it).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from tqdm import tqdm
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, crop_windows, evaluation_start, read_audio_blocks
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.data.twelve_class import SILENCE, UNKNOWN
+from speechcls.export import load_exported
+from speechcls.predict import load_classifier
 from speechcls.submission import write_csv_atomically
 from speechcls.train import CONFIG_DIR
 
@@ -160,24 +162,21 @@ def audio_files(input: str | Path) -> list[Path]:
     return files
 
 
-def load_model(cfg: DictConfig) -> tuple[Callable[[torch.Tensor], torch.Tensor], list[str]]:
-    """The classifier (waveforms -> scores) and its classes: the exported `cfg.onnx`, else the checkpoint."""
-    if cfg.onnx:
-        from speechcls.export import load_exported
-
-        labels = Path(cfg.onnx).with_name("labels.txt")
+def load_model(spec: str, runs_dir: str | Path, channels_last: bool = True) -> tuple[Callable[[torch.Tensor], torch.Tensor], list[str]]:
+    """The classifier (waveforms -> scores) and its classes: an exported model.onnx (labels.txt beside
+    it), else the checkpoint that `spec` names (`speechcls.checkpoints.resolve_checkpoint`)."""
+    if str(spec).endswith(".onnx"):
+        labels = Path(spec).with_name("labels.txt")
         if not labels.is_file():
             raise FileNotFoundError(f"{labels}: the exported model's classes, written by speechcls.export, not found")
-        return load_exported(cfg.onnx), labels.read_text().split()
-    from speechcls.predict import load_classifier
-
-    classifier = load_classifier(resolve_checkpoint(cfg.ckpt_path, cfg.runs_dir), cfg.channels_last).eval()
+        return load_exported(spec), labels.read_text().split()
+    classifier = load_classifier(resolve_checkpoint(spec, runs_dir), channels_last).eval()
     return classifier, classifier.classes
 
 
 def detect(cfg: DictConfig) -> Path:
     """Write the detections of every input file to `cfg.output`; returns its path."""
-    model, classes = load_model(cfg)
+    model, classes = load_model(cfg.ckpt_path, cfg.runs_dir, cfg.channels_last)
     detector: Detector = instantiate(cfg.detector, model=model, classes=classes)
     files = audio_files(cfg.input)
     seconds = sum(sf.info(str(path)).duration for path in files)

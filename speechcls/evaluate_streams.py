@@ -1,0 +1,167 @@
+"""False rejects at a given false-accept rate on long audio: `python -m speechcls.evaluate_streams`.
+
+    python -m speechcls.evaluate_streams ckpt_path=[RUN_A,RUN_B] snr_db=[10,0]
+
+Runs the detector (`speechcls.detect`) of each model over the benchmark streams of each SNR
+(`speechcls.streams`, made from the data set's held-out test clips of the 12-class task) and scores
+the detections at every threshold of a grid against the streams' ground truth:
+
+- a detection is a hit when its window overlaps a keyword clip of the same word that no earlier
+  detection hit; one overlapping an already hit clip of its word is a repeat and ignored; every other
+  detection is a false accept (also one of the wrong word over a keyword);
+- false-reject rate (FRR): keyword clips not hit / keyword clips;
+- false accepts per hour (FA/h): false accepts / hours of stream outside the keyword clips.
+
+Per keyword the rates count that word's clips and false accepts. The FRR at a target FA/h is the lowest
+FRR of the thresholds whose FA/h is at most the target. Writes into the run directory kws_metrics.csv
+(FRR at 0.5, 1 and 5 FA/h per model, SNR and keyword, with the threshold), det.csv (every threshold's
+rates), det_curve.png (FRR against FA/h, one panel per SNR, one line per model) and the same figures
+and FRRs to TensorBoard (tensorboard/).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+from matplotlib.figure import Figure
+from omegaconf import DictConfig
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
+from speechcls.data.twelve_class import KEYWORDS, UNKNOWN
+from speechcls.detect import Detector, load_model
+from speechcls.streams import KeywordStream
+from speechcls.train import CONFIG_DIR
+
+ALL = "all"
+TARGET_RATES = (0.5, 1.0, 5.0)
+# From 0.05 up to 1 - 1e-4, ever closer to 1, where the low false-accept rates are.
+THRESHOLDS = 1.0 - np.geomspace(0.95, 1e-4, 60)
+
+
+def rates(detections: pd.DataFrame, truth: pd.DataFrame, negative_hours: float) -> pd.DataFrame:
+    """Clips, misses, false accepts, FRR and FA/h of `detections` (start, end, word) against `truth`
+    (start, end, word of keyword clips that never overlap one window together), per word and overall."""
+    truth = truth.sort_values("start", ignore_index=True)
+    detections = detections.reset_index(drop=True)
+    starts, ends, words = truth.start.to_numpy(), truth.end.to_numpy(), truth.word.to_numpy()
+    index = np.searchsorted(starts, detections.end.to_numpy(), side="left") - 1  # the last clip starting before
+    clip = np.maximum(index, 0)
+    overlaps = (index >= 0) & (ends[clip] > detections.start.to_numpy()) if len(truth) else np.zeros(len(detections), bool)
+    matches = overlaps & (words[clip] == detections.word.to_numpy()) if len(truth) else overlaps
+    hit = np.zeros(len(truth), dtype=bool)
+    hit[clip[matches]] = True
+    false_words = detections.word[~matches]
+    rows = []
+    for word in [*sorted(set(words)), ALL]:
+        mine = np.ones(len(truth), bool) if word == ALL else words == word
+        false = len(false_words) if word == ALL else int((false_words == word).sum())
+        clips, missed = int(mine.sum()), int((mine & ~hit).sum())
+        rows.append((word, clips, missed, false, missed / max(clips, 1), false / negative_hours))
+    return pd.DataFrame(rows, columns=["keyword", "clips", "misses", "false_accepts", "frr", "fa_per_hour"])
+
+
+def det_curve(
+    detections_at: Callable[[float], pd.DataFrame], truth: pd.DataFrame, negative_hours: float, thresholds: Sequence[float] = THRESHOLDS
+) -> pd.DataFrame:
+    """`rates` at each threshold, of the detections that `detections_at(threshold)` gives."""
+    return pd.concat(
+        [rates(detections_at(t), truth, negative_hours).assign(threshold=t) for t in thresholds], ignore_index=True
+    )
+
+
+def frr_at(curve: pd.DataFrame, targets: Sequence[float] = TARGET_RATES) -> pd.DataFrame:
+    """Per keyword, the lowest FRR (and its threshold) among the thresholds with FA/h at most each target;
+    where no threshold is that low, FRR 1 and no threshold (NaN)."""
+    rows = []
+    for keyword, points in curve.groupby("keyword", sort=False):
+        for target in targets:
+            allowed = points[points.fa_per_hour <= target]
+            best = allowed.loc[allowed.frr.idxmin()] if len(allowed) else None
+            rows.append(
+                {
+                    "keyword": keyword,
+                    "fa_per_hour_target": target,
+                    "frr": best.frr if best is not None else 1.0,
+                    "threshold": best.threshold if best is not None else np.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def det_figure(curves: pd.DataFrame) -> Figure:
+    """Overall FRR against FA/h (log scale), one panel per SNR, one line per model."""
+    overall = curves[curves.keyword == ALL]
+    snrs = sorted(overall.snr_db.unique(), reverse=True)
+    figure = Figure(figsize=(4.5 * len(snrs), 4), layout="constrained")
+    for axes, snr in zip(np.atleast_1d(figure.subplots(1, len(snrs), sharey=True)), snrs):
+        for model, points in overall[overall.snr_db == snr].groupby("model", sort=False):
+            points = points.sort_values("fa_per_hour")
+            axes.step(points.fa_per_hour.clip(lower=0.01), points.frr, where="post", label=model)
+        for target in TARGET_RATES:
+            axes.axvline(target, color="grey", linewidth=0.5, linestyle=":")
+        axes.set(xscale="log", xlabel="false accepts per hour", title=f"{snr:g} dB SNR", ylim=(0, 1))
+        axes.set_ylabel("false-reject rate")
+        axes.legend(fontsize=7)
+    return figure
+
+
+def stream_clips(cfg: DictConfig) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """The held-out test clips of the 12-class task: (path, word) of the keywords, paths of `_unknown_`."""
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    test = datamodule.table[datamodule.table.split == "test"]
+    paths = [datamodule.audio_dir / name for name in test[FILE_COLUMN]]
+    keywords = [(path, word) for path, word in zip(paths, test[TARGET_COLUMN]) if word in KEYWORDS]
+    speech = [path for path, word in zip(paths, test[TARGET_COLUMN]) if word == UNKNOWN]
+    return keywords, speech
+
+
+def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
+    """Write the reports into `paths.output_dir`; returns the FRR table."""
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    keywords, speech = stream_clips(cfg)
+    curves = []
+    for spec in cfg.ckpt_path:
+        model, classes = load_model(spec, cfg.runs_dir, cfg.channels_last)
+        detector: Detector = instantiate(cfg.detector, model=model, classes=classes)
+        for snr in cfg.snr_db:
+            stream: KeywordStream = instantiate(cfg.stream, keyword_clips=keywords, speech_clips=speech, snr_db=snr)
+            with tqdm(total=stream.samples / detector.sample_rate / 3600, unit="h", desc=f"{spec} at {snr:g} dB") as bar:
+                posteriors = detector.posteriors(stream.blocks(), lambda samples: bar.update(samples / detector.sample_rate / 3600))
+            curve = det_curve(lambda t: detector.detections(posteriors, t), stream.truth(), stream.negative_hours)
+            curves.append(curve.assign(model=str(spec), snr_db=snr))
+    curves = pd.concat(curves, ignore_index=True)
+    curves.to_csv(output_dir / "det.csv", index=False, float_format="%.5g")
+    table = pd.concat(
+        [frr_at(points).assign(model=model, snr_db=snr) for (model, snr), points in curves.groupby(["model", "snr_db"], sort=False)],
+        ignore_index=True,
+    )
+    table.to_csv(output_dir / "kws_metrics.csv", index=False, float_format="%.4f")
+    figure = det_figure(curves)
+    figure.savefig(output_dir / "det_curve.png", dpi=150)
+    with SummaryWriter(str(output_dir / "tensorboard")) as writer:
+        writer.add_figure("kws/det_curve", figure)
+        for row in table[table.keyword == ALL].itertuples():
+            writer.add_scalar(f"kws/frr_at_{row.fa_per_hour_target:g}_fa_per_hour/{row.snr_db:g}dB/{row.model}", row.frr)
+    overall = table[table.keyword == ALL].pivot(index=["model", "snr_db"], columns="fa_per_hour_target", values="frr")
+    print(f"\nfalse-reject rate at false accepts per hour ({len(keywords)} keyword clips per stream)\n{overall.to_string()}")
+    print(f"reports: {output_dir}")
+    return table
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate_streams")
+def main(cfg: DictConfig) -> None:
+    evaluate_streams(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Benchmark streams, the detector on them, and false-reject / false-accept rates."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+from hydra import compose, initialize_config_dir
+
+from speechcls.audio import SAMPLE_RATE
+from speechcls.data.synthetic import SyntheticSpeechSet
+from speechcls.detect import Detector
+from speechcls.evaluate_streams import det_curve, evaluate_streams, frr_at, rates
+from speechcls.streams import KeywordStream
+from speechcls.train import CONFIG_DIR
+from test_detect import CLASSES, ToneClassifier, bursts
+
+
+@pytest.fixture(scope="module")
+def tone_clips(tmp_path_factory):
+    """1 s clips with a tone burst at varied offsets: 3 of each keyword, 4 of non-keyword speech."""
+    folder = tmp_path_factory.mktemp("clips")
+    keywords, speech = [], []
+    for i in range(10):
+        word = ["yes", "go", "_unknown_"][i % 3] if i < 9 else "_unknown_"
+        path = folder / f"{i}.wav"
+        sf.write(path, bursts([(0.1 + 0.05 * i, word)], 1.0, seed=i), SAMPLE_RATE)
+        (speech.append(path) if word == "_unknown_" else keywords.append((path, word)))
+    return keywords, speech
+
+
+def test_a_stubbed_model_finds_the_keywords_where_the_stream_put_them_and_nothing_else(tone_clips):
+    keywords, speech = tone_clips
+    stream = KeywordStream(keywords, speech, snr_db=20.0, hours=0.02, block_slots=4, seed=3)
+    truth = stream.truth()
+    assert len(truth) == len(keywords) and sorted(truth.word) == sorted(word for _, word in keywords)
+    assert stream.negative_hours >= 0.02 and (np.diff(truth.start) >= 2.0).all()
+    detector = Detector(ToneClassifier(), CLASSES, hop=1024)
+    posteriors = detector.posteriors(stream.blocks())
+    assert posteriors.length == stream.samples
+    found = detector.detections(posteriors)
+    assert len(found) == len(truth)  # speech never fires, nor noise, nor a keyword twice
+    for (_, clip), (_, detection) in zip(truth.iterrows(), found.iterrows()):
+        assert detection.word == clip.word and detection.start < clip.end and detection.end > clip.start
+    overall = rates(found, truth, stream.negative_hours).set_index("keyword").loc["all"]
+    assert (overall.misses, overall.false_accepts) == (0, 0)
+
+
+def test_streams_are_deterministic_and_snr_changes_only_the_clips_level(tone_clips):
+    keywords, speech = tone_clips
+    make = lambda snr, seed=0: KeywordStream(keywords, speech, snr_db=snr, hours=0.005, block_slots=2, seed=seed)  # noqa: E731
+    stream = make(10)
+    at_10, again, at_20 = (torch.cat(list(s.blocks())) for s in (stream, make(10), make(20)))
+    assert torch.equal(at_10, again) and not torch.equal(at_10, torch.cat(list(make(10, seed=1).blocks())))
+    pd.testing.assert_frame_equal(stream.truth(), make(20).truth())
+    in_clip = torch.zeros(len(at_10), dtype=torch.bool)
+    for slot in np.flatnonzero(stream.kind != 2):  # keyword and speech slots
+        start = slot * stream.slot + stream.offset[slot]
+        in_clip[start : start + SAMPLE_RATE] = True
+    changed = at_10 != at_20
+    assert not changed[~in_clip].any()  # the same noise everywhere else
+    for start in stream.truth().start:
+        assert changed[round(start * SAMPLE_RATE) : round(start * SAMPLE_RATE) + SAMPLE_RATE].any()
+
+
+TRUTH = pd.DataFrame({"start": [10.0, 20.0, 30.0, 40.0], "end": [11.0, 21.0, 31.0, 41.0], "word": ["yes", "yes", "go", "go"]})
+# start, word, score: a hit, a repeat of it, a hit at 0.6, a hit at 0.7, the wrong word over a keyword, two
+# detections over no keyword.
+SCORED = pd.DataFrame(
+    [(9.5, "yes", 0.9), (10.6, "yes", 0.95), (19.8, "yes", 0.6), (29.5, "go", 0.7), (39.6, "yes", 0.85),
+     (100.0, "go", 0.99), (200.0, "go", 0.5)],
+    columns=["start", "word", "score"],
+).assign(end=lambda table: table.start + 1.0)  # fmt: skip
+
+
+def test_rates_on_a_hand_made_table():
+    curve = det_curve(lambda threshold: SCORED[SCORED.score >= threshold], TRUTH, 2.0, [0.5, 0.8, 0.95, 1.0])
+    by = curve.set_index(["threshold", "keyword"])
+    expected = {  # (misses, false accepts) per threshold and keyword
+        (0.5, "all"): (1, 3), (0.5, "yes"): (0, 1), (0.5, "go"): (1, 2),
+        (0.8, "all"): (3, 2), (0.8, "yes"): (1, 1), (0.8, "go"): (2, 1),
+        (0.95, "all"): (3, 1), (0.95, "yes"): (1, 0), (0.95, "go"): (2, 1),
+        (1.0, "all"): (4, 0), (1.0, "yes"): (2, 0), (1.0, "go"): (2, 0),
+    }  # fmt: skip
+    for key, (misses, false) in expected.items():
+        row = by.loc[key]
+        clips = 4 if key[1] == "all" else 2
+        assert (row.clips, row.misses, row.false_accepts) == (clips, misses, false), key
+        assert row.frr == misses / clips and row.fa_per_hour == false / 2.0
+    table = frr_at(curve).set_index(["keyword", "fa_per_hour_target"])
+    assert tuple(table.loc[("all", 0.5)]) == (0.75, 0.95)
+    assert tuple(table.loc[("all", 1.0)]) == (0.75, 0.8)
+    assert tuple(table.loc[("all", 5.0)]) == (0.25, 0.5)
+    assert tuple(table.loc[("yes", 0.5)]) == (0.0, 0.5)
+    assert tuple(table.loc[("go", 0.5)]) == (1.0, 0.8)  # every threshold that low misses both: the first
+
+
+def test_evaluate_streams_writes_the_tables_the_curve_and_tensorboard(tmp_path, tiny_run):
+    root = SyntheticSpeechSet(
+        words=("yes", "go", "bed"), clips_per_word=4, test_clips_per_word=2, other_words=("apple",),
+        other_clips_per_word=4, other_test_clips_per_word=2, noise_files=1, noise_seconds=12.0, num_workers=2,
+    ).generate(tmp_path / "set")  # fmt: skip
+    overrides = [
+        f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / 'run'}", f"data.root={root}", "data.generator=null",
+        "data.cache=false", "data.silence_clips={train:2,val:1,test:1}", f"ckpt_path=['{tiny_run}','{tiny_run}:last']",
+        "snr_db=[10,0]", "stream.hours=0.005",
+    ]  # fmt: skip
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        table = evaluate_streams(compose("evaluate_streams", overrides))
+    # 2 models x 2 SNRs x (2 keywords + all) x 3 target rates.
+    assert len(table) == 2 * 2 * 3 * 3 and set(table.keyword) == {"yes", "go", "all"}
+    assert table.frr.between(0, 1).all()
+    run = tmp_path / "run"
+    assert (run / "det_curve.png").stat().st_size > 0 and list((run / "tensorboard").glob("events.*"))
+    assert set(pd.read_csv(run / "det.csv").snr_db) == {10, 0}
