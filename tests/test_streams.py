@@ -101,7 +101,7 @@ def test_evaluate_streams_writes_the_tables_the_curve_and_tensorboard(tmp_path, 
         other_clips_per_word=4, other_test_clips_per_word=2, noise_files=1, noise_seconds=12.0, num_workers=2,
     ).generate(tmp_path / "set")  # fmt: skip
     overrides = [
-        f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / 'run'}", f"data.root={root}", "data.generator=null",
+        f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / 'run'}", f"data.root={root}", "data.synthesizer=null",
         "data.cache=false", "data.silence_clips={train:2,val:1,test:1}", f"ckpt_path=['{tiny_run}','{tiny_run}:last']",
         "snr_db=[10,0]", "stream.hours=0.005",
     ]  # fmt: skip

@@ -12,7 +12,9 @@ from omegaconf import OmegaConf
 
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE
 from speechcls.data import synthetic
-from conftest import setup_datamodule
+from conftest import compose_train, setup_datamodule
+from speechcls.evaluate import evaluate
+from speechcls.train import train
 from speechcls.data.synthetic import MANIFEST, SyntheticSpeechSet
 from speechcls.data.twelve_class import KEYWORDS, SILENCE, UNKNOWN
 
@@ -106,12 +108,12 @@ def test_a_run_started_during_a_generation_waits_for_it_and_reuses_its_set(tmp_p
     assert (root / MANIFEST).stat().st_mtime_ns == written  # reused, not generated again
 
 
-def test_a_hydra_built_generator_matches_its_manifest(tmp_path):
+def test_a_hydra_built_synthesizer_matches_its_manifest(tmp_path):
     target = "speechcls.data.synthetic.SyntheticSpeechSet"
     config = OmegaConf.create({"_target_": target, "words": ["up"], "snr_db": [10, 20]})
-    generator = instantiate(config)
-    assert generator.snr_db == (10, 20)
-    assert generator.manifest() == SyntheticSpeechSet(words=("up",), snr_db=(10, 20)).manifest()
+    synthesizer = instantiate(config)
+    assert synthesizer.snr_db == (10, 20)
+    assert synthesizer.manifest() == SyntheticSpeechSet(words=("up",), snr_db=(10, 20)).manifest()
 
 
 def test_an_interrupted_generation_leaves_no_set_that_looks_complete(tmp_path, monkeypatch):
@@ -120,10 +122,10 @@ def test_an_interrupted_generation_leaves_no_set_that_looks_complete(tmp_path, m
     (leftover / "audio_files").mkdir(parents=True)
     render = synthetic._render_clip
 
-    def crash_on_visual(generator, engine, word, *args):
+    def crash_on_visual(synthesizer, engine, word, *args):
         if word == "visual":
             raise RuntimeError("worker died")
-        return render(generator, engine, word, *args)
+        return render(synthesizer, engine, word, *args)
 
     monkeypatch.setattr(synthetic, "_render_clip", crash_on_visual)
     with pytest.raises(RuntimeError, match="worker died"):
@@ -164,13 +166,18 @@ def test_a_folder_that_is_not_a_synthetic_set_is_never_replaced(tmp_path):
     assert (root / "train.csv").is_file()
 
 
-def test_twelve_class_task_on_the_built_in_set(tmp_path):
-    """Keywords keep their clips; _unknown_ draws from the other Speech Commands words and the set's other
-    English words (unknown_words.csv), _silence_ slices the set's own noise recordings, per split."""
-    root = SyntheticSpeechSet(
+@pytest.fixture(scope="module")
+def twelve_class_root(tmp_path_factory) -> Path:
+    return SyntheticSpeechSet(
         words=("yes", "no", "bed", "cat"), clips_per_word=5, test_clips_per_word=2, other_words=("apple", "water"),
         other_clips_per_word=5, other_test_clips_per_word=2, noise_files=2, noise_seconds=12.0, num_workers=2,
-    ).generate(tmp_path / "set")  # fmt: skip
+    ).generate(tmp_path_factory.mktemp("twelve") / "set")  # fmt: skip
+
+
+def test_twelve_class_task_on_the_built_in_set(tmp_path, twelve_class_root):
+    """Keywords keep their clips; _unknown_ draws from the other Speech Commands words and the set's other
+    English words (unknown_words.csv), _silence_ slices the set's own noise recordings, per split."""
+    root = twelve_class_root
     assert sorted(path.name for path in (root / "_background_noise_").iterdir()) == ["noise_0.wav", "noise_1.wav"]
     assert set(pd.read_csv(root / "train.csv").target) == {"yes", "no", "bed", "cat"}  # the 35-word task unchanged
     datamodule = setup_datamodule(
@@ -190,3 +197,15 @@ def test_twelve_class_task_on_the_built_in_set(tmp_path):
     assert counts["test"] == {"yes": 2, "no": 2, UNKNOWN: 5, SILENCE: 3}
     assert unknown_words["train"] == {"bed", "cat", "apple", "water"}
     assert unknown_words["test"] <= {"bed", "cat", "apple", "water"}
+
+
+def test_train_and_evaluate_the_twelve_class_task_on_the_built_in_set(tmp_path, twelve_class_root):
+    task = [
+        f"data.root={twelve_class_root}", "data.synthesizer=null", "data.task=12", "data.silence_clips={train:6,val:2,test:3}",
+        "data.unknown_clips={train:8,val:null,test:5}",
+    ]  # fmt: skip
+    train(compose_train(tmp_path, *task, "trainer.max_epochs=1", "logger=csv"))
+    cfg = compose_train(tmp_path / "eval", *task, f"ckpt_path={tmp_path / 'run'}", config_name="evaluate")
+    evaluate(cfg)
+    report = pd.read_csv(tmp_path / "eval" / "run" / "classification_report.csv").set_index("class")
+    assert len(report) == 12 and dict(report.support[report.support > 0]) == {"yes": 2, "no": 2, "_unknown_": 5, "_silence_": 3}

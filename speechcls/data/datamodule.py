@@ -29,7 +29,7 @@ SPLITS = ("train", "val", "test")
 
 
 class SpeechDataModule(L.LightningDataModule):
-    """Stratified train/val split of `train.csv`; test on `test_labels` if given, else on val.
+    """Stratified train/val split of `train.csv`; test on `test_csv` if given, else on val.
 
     `task=12` makes it the 12-class task (`speechcls.data.twelve_class`): `unknown_clips` and
     `silence_clips` map each split (train, val, test) to its number of `_unknown_` clips (null: all the
@@ -37,7 +37,7 @@ class SpeechDataModule(L.LightningDataModule):
     `silence_dir`); `unknown_csv` (file_name,target,split with split train or test) adds clips of
     words that are `_unknown_` only, kept out of the 35-word task.
 
-    `generator` is an optional object with `ensure(root)` (the built-in synthetic set) that creates
+    `synthesizer` is an optional object with `ensure(root)` (the built-in synthetic set) that creates
     the folder when it is missing. `classes` fixes the class list labels are indexed by (a
     checkpoint's, for evaluation); by default it is the sorted label set of `train.csv`.
 
@@ -64,8 +64,8 @@ class SpeechDataModule(L.LightningDataModule):
         audio_dir: str = "audio_files",
         train_csv: str = "train.csv",
         predict_csv: str = "sample_submission.csv",
-        test_labels: str | None = None,
-        generator: Any = None,
+        test_csv: str | None = None,
+        synthesizer: Any = None,
         classes: Sequence[str] | None = None,
         cache: bool = False,
         cache_dir: str | Path | None = None,
@@ -97,8 +97,8 @@ class SpeechDataModule(L.LightningDataModule):
         self.audio_dir = self.root / audio_dir
         self.train_csv = train_csv
         self.predict_csv = predict_csv
-        self.test_labels = test_labels
-        self.generator = generator
+        self.test_csv = test_csv
+        self.synthesizer = synthesizer
         self.classes: list[str] | None = list(classes) if classes is not None else None
         self.cache_dir = Path(cache_dir) if cache else None
         self.on_device = on_device
@@ -113,8 +113,8 @@ class SpeechDataModule(L.LightningDataModule):
         self.table: pd.DataFrame | None = None  # every clip of the task with its split, made by setup
 
     def prepare_data(self) -> None:
-        if self.generator is not None:
-            self.generator.ensure(self.root)
+        if self.synthesizer is not None:
+            self.synthesizer.ensure(self.root)
         if self.cache_dir is not None:
             self.setup()  # builds the train and validation caches, once per node
 
@@ -138,7 +138,7 @@ class SpeechDataModule(L.LightningDataModule):
 
     def clips(self) -> pd.DataFrame:
         """Every clip (file_name, target, split): train.csv split into train and val; with the 12-class
-        task also the test split (test_labels) and unknown_csv's clips."""
+        task also the test split (test_csv) and unknown_csv's clips."""
         if not self.root.is_dir():
             raise FileNotFoundError(f"data root {self.root} does not exist (set data.root to a Kaggle-layout folder)")
         if not self.audio_dir.is_dir():
@@ -148,8 +148,8 @@ class SpeechDataModule(L.LightningDataModule):
         if self.task == 12:
             extra = self.unknown_table()
             table = pd.concat([table, extra[extra.split == "train"]], ignore_index=True)
-            if self.test_labels is not None:
-                test = self.audio_check.usable(read_table(self.root / self.test_labels), self.audio_dir)
+            if self.test_csv is not None:
+                test = self.audio_check.usable(read_table(self.root / self.test_csv), self.audio_dir)
                 test = pd.concat([test, extra[extra.split == "test"]], ignore_index=True).assign(split="test")
         train_rows, val_rows = self._split(table[[FILE_COLUMN, TARGET_COLUMN]])
         return pd.concat([train_rows.assign(split="train"), val_rows.assign(split="val"), test], ignore_index=True)
@@ -200,6 +200,11 @@ class SpeechDataModule(L.LightningDataModule):
             table[TARGET_COLUMN] = as_keywords(table[TARGET_COLUMN])
         return self._dataset(table)
 
+    def file_names(self, dataset: WaveformDataset) -> list[str]:
+        """The dataset's files as the tables name them: relative to the audio folder, or absolute (the
+        12-class task's silence clips)."""
+        return [path.relative_to(self.audio_dir).as_posix() if path.is_relative_to(self.audio_dir) else str(path) for path in dataset.paths]
+
     def predict_table(self):
         needs = f"every row of {self.predict_csv} needs a prediction"
         return self.audio_check.usable(read_table(self.root / self.predict_csv, labelled=False), self.audio_dir, needs)
@@ -243,9 +248,9 @@ class SpeechDataModule(L.LightningDataModule):
         # Always a DataLoader, also with on_device: evaluation reads the files' order from its dataset.
         if "test" in self.splits:
             return self._loader(self.splits["test"])
-        if self.test_labels is None:
+        if self.test_csv is None:
             return self._loader(self.splits["val"])
-        self.splits["test"] = self.labelled_dataset(self.test_labels)
+        self.splits["test"] = self.labelled_dataset(self.test_csv)
         return self._loader(self.splits["test"])
 
     def predict_dataset(self) -> WaveformDataset:
