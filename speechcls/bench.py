@@ -9,7 +9,9 @@ Clips per second both ways, and their ratio, for
 2. training ResNet18 for `--steps` steps (the tutorial: 3-channel ResNet18 on per-item features in a plain
    loop; ours: `python -m speechcls.train`'s composed config through Lightning, augment=none so that both
    do the same work, with any extra Hydra overrides given);
-3. prediction: the tutorial's per-file loop against our batched predict (speechcls.tutorial_baseline).
+3. prediction: the tutorial's per-file loop against our batched predict (speechcls.tutorial_baseline);
+4. detection: `python -m speechcls.detect`'s audio seconds per second with the configured model (against
+   real time: it has no tutorial counterpart).
 
 The clips are generated (tones in noise, 0.75 to 1 s, 16 kHz) unless `--data` names a Kaggle-layout
 folder (e.g. data/synthetic), of which `--clips` rows are sampled. Every figure is the best of `--repeats`
@@ -50,7 +52,7 @@ from speechcls.train import CONFIG_DIR, build_module
 from speechcls.tutorial_baseline import TutorialDataset, measure_predict_speedup
 
 # Ratios to the tutorial's way asked for on the 2-core CPU (warm data path, training, prediction).
-TARGETS = {"data": 20.0, "training": 1.3, "prediction": 10.0}
+TARGETS = {"data": 20.0, "training": 1.3, "prediction": 10.0, "detect": 30.0}
 
 
 def make_clips(root: Path, clips: int, seed: int = 0) -> Path:
@@ -243,6 +245,23 @@ def bench_our_training(cfg: DictConfig, steps: int) -> float:
     return timer.rate
 
 
+def bench_detect(module: torch.nn.Module, device: torch.device, seconds: float, repeats: int) -> tuple[float, int]:
+    """Audio seconds per second of `python -m speechcls.detect`'s sliding windows (its default
+    conf/detector settings) with `module` over `seconds` of noise in 60 s blocks, best of `repeats`;
+    and the hop."""
+    settings = OmegaConf.load(Path(CONFIG_DIR) / "detector" / "default.yaml")
+    model = module.to(device).eval()
+    detector = instantiate(settings, model=lambda wave: model(wave.to(device)), classes=module.classes)
+    audio = 0.1 * torch.randn(int(seconds * SAMPLE_RATE))
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        detector.posteriors(audio.split(60 * SAMPLE_RATE))
+        synchronize(device)
+        best = max(best, seconds / (time.perf_counter() - start))
+    return best, detector.hop
+
+
 def machine(device: torch.device) -> dict:
     cpu = platform.processor()
     cpuinfo = Path("/proc/cpuinfo")
@@ -276,8 +295,9 @@ def run(
     batch_size: int = 64,
     overrides: Iterable[str] = (),
     repeats: int = 3,
+    detect_seconds: float = 120.0,
 ) -> dict:
-    """All three measurements; returns what is written to `out`/bench.json (and bench.md)."""
+    """All four measurements; returns what is written to `out`/bench.json (and bench.md)."""
     device = torch.device(device_name)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="speechcls-bench-") as work:
@@ -305,6 +325,7 @@ def run(
         predictions = [
             measure_predict_speedup(module, files, batch_size, workers, device_name) for _ in range(repeats)
         ]
+        detect_rate, hop = bench_detect(module, device, detect_seconds, repeats)
     tutorial_data = data_rates.pop("tutorial")
     rows = [
         row(f"data path, {name}", tutorial_data, rate, TARGETS["data"] if "warm" in name else None)
@@ -320,6 +341,8 @@ def run(
             TARGETS["prediction"],
         )
     )
+    # Real time in the tutorial's column: detection has no tutorial counterpart, its target is a speed.
+    rows.append(row(f"detect, {detect_seconds:g} s of audio, hop {hop} (audio s/s; tutorial: real time)", 1.0, detect_rate, TARGETS["detect"]))
     result = {
         # Other processes' load, on which a shared machine's figures depend.
         "machine": {**machine(device), "load_average_1min": [load_before, os.getloadavg()[0]]},
@@ -329,6 +352,7 @@ def run(
             "steps": steps,
             "batch_size": batch_size,
             "repeats": repeats,
+            "detect_seconds": detect_seconds,
             "data": str(data) if data else "generated",
             "overrides": list(overrides),
         },
@@ -376,6 +400,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="rounds of every measurement; the best counts")
+    parser.add_argument("--detect-seconds", type=float, default=120.0, help="seconds of audio detect slides over")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for both ways (default: torch's)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--data", type=Path, default=None, help="a Kaggle-layout folder to sample clips from")
@@ -400,6 +425,7 @@ def main(argv: list[str] | None = None) -> None:
         args.batch_size,
         args.overrides,
         args.repeats,
+        args.detect_seconds,
     )
     print(markdown(result))
     print(f"written: {args.out / 'bench.json'}, {args.out / 'bench.md'}")

@@ -62,7 +62,7 @@ class Detector:
         smooth_seconds: float = 0.4,
         threshold: float = 0.8,
         refractory_seconds: float = 1.0,
-        batch_size: int = 64,
+        batch_size: int = 256,
         window: int = CLIP_SAMPLES,
         sample_rate: int = SAMPLE_RATE,
     ) -> None:

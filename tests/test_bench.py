@@ -34,14 +34,16 @@ def test_the_table_judges_each_ratio_against_its_target():
 
 def test_the_benchmark_reports_data_training_and_prediction_both_ways(tmp_path, capsys):
     out = tmp_path / "bench"
-    tiny = ["--clips", "24", "--steps", "2", "--predict-clips", "4", "--batch-size", "8", "--repeats", "1"]
+    tiny = ["--clips", "24", "--steps", "2", "--predict-clips", "4", "--batch-size", "8", "--repeats", "1", "--detect-seconds", "3"]
     main([*tiny, "--device", "cpu", "--out", str(out)])
     result = json.loads((out / "bench.json").read_text())
     names = [row["measurement"] for row in result["rows"]]
-    assert [name.split(",")[0] for name in names] == ["data path"] * 3 + ["training ResNet18", "prediction"]
+    assert [name.split(",")[0] for name in names] == ["data path"] * 3 + ["training ResNet18", "prediction", "detect"]
     assert "cold cache" in names[0] and "warm cache, on device" in names[2]
     # Prediction runs with speechcls.predict's loader settings: no workers on a CPU.
     assert names[4] == "prediction, 4 files (0 loader workers)"
+    # Detection against real time, at conf/detector's hop.
+    assert names[5] == "detect, 3 s of audio, hop 2048 (audio s/s; tutorial: real time)" and result["rows"][5]["tutorial"] == 1.0
     assert all(row["tutorial"] > 0 and row["ours"] > 0 for row in result["rows"])
     machine = result["machine"]
     assert machine["device"] == "cpu" and machine["torch"] == torch.__version__ and machine["torch_threads"] >= 1
