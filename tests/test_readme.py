@@ -16,7 +16,7 @@ from speechcls.train import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-ENTRY_POINTS = ("train", "predict", "evaluate", "export", "build_cache")
+ENTRY_POINTS = ("train", "predict", "evaluate", "export", "build_cache", "detect", "evaluate_streams")
 COMMAND = re.compile(rf"python -m speechcls\.({'|'.join(ENTRY_POINTS)})\b(.*)")
 
 

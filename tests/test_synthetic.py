@@ -174,15 +174,16 @@ def twelve_class_root(tmp_path_factory) -> Path:
     ).generate(tmp_path_factory.mktemp("twelve") / "set")  # fmt: skip
 
 
-def test_twelve_class_task_on_the_built_in_set(tmp_path, twelve_class_root):
+def test_twelve_class_task_on_the_built_in_set(tmp_path, twelve_class_root, monkeypatch):
     """Keywords keep their clips; _unknown_ draws from the other Speech Commands words and the set's other
     English words (unknown_words.csv), _silence_ slices the set's own noise recordings, per split."""
     root = twelve_class_root
+    monkeypatch.chdir(tmp_path)  # silence written under a relative folder
     assert sorted(path.name for path in (root / "_background_noise_").iterdir()) == ["noise_0.wav", "noise_1.wav"]
     assert set(pd.read_csv(root / "train.csv").target) == {"yes", "no", "bed", "cat"}  # the 35-word task unchanged
     datamodule = setup_datamodule(
         tmp_path, "synthetic", root, "data.task=12", "data.unknown_clips={train:null,val:null,test:5}",
-        "data.silence_clips={train:6,val:2,test:3}", "data.cache=false",
+        "data.silence_clips={train:6,val:2,test:3}", "data.silence_dir=silence",
     )  # fmt: skip
     assert datamodule.classes == sorted([*KEYWORDS, UNKNOWN, SILENCE])
     words = pd.read_csv(root / "clips.csv").set_index("file_name").target
@@ -197,6 +198,8 @@ def test_twelve_class_task_on_the_built_in_set(tmp_path, twelve_class_root):
     assert counts["test"] == {"yes": 2, "no": 2, UNKNOWN: 5, SILENCE: 3}
     assert unknown_words["train"] == {"bed", "cat", "apple", "water"}
     assert unknown_words["test"] <= {"bed", "cat", "apple", "water"}
+    silence = [path for path, label in zip(datamodule.splits["val"].paths, datamodule.splits["val"].labels) if label == datamodule.classes.index(SILENCE)]
+    assert all(path.is_file() and path.is_relative_to(tmp_path / "silence") for path in silence)
 
 
 def test_train_and_evaluate_the_twelve_class_task_on_the_built_in_set(tmp_path, twelve_class_root):

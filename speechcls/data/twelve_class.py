@@ -82,7 +82,7 @@ def silence_table(
                 clip = folder / f"{split}-{path.stem}-{start}.wav"
                 if not clip.is_file():
                     write_clip(clip, wave[start : start + clip_samples].numpy(), sample_rate)
-                rows.append((str(clip), SILENCE, split))
+                rows.append((str(clip.absolute()), SILENCE, split))
     return pd.DataFrame(rows, columns=[FILE_COLUMN, TARGET_COLUMN, "split"])
 
 
