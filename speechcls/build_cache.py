@@ -20,7 +20,7 @@ def build_caches(datamodule: SpeechDataModule) -> dict[str, WaveformDataset]:
     datamodule.prepare_data()
     datamodule.setup()
     splits = dict(datamodule.splits)
-    if datamodule.test_csv is not None:
+    if datamodule.test_csv is not None and "test" not in splits:  # the 12-class task made its own
         splits["test"] = datamodule.labelled_dataset(datamodule.test_csv)
     splits["predict"] = datamodule.predict_dataset()
     return splits

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
 from speechcls.data.twelve_class import KEYWORDS, UNKNOWN
-from speechcls.detect import Detector, load_model
+from speechcls.detect import PROGRESS, Detector, load_model
 from speechcls.streams import KeywordStream
 from speechcls.train import CONFIG_DIR
 
@@ -135,8 +135,9 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
         detector: Detector = instantiate(cfg.detector, model=model, classes=classes)
         for snr in cfg.snr_db:
             stream: KeywordStream = instantiate(cfg.stream, keyword_clips=keywords, speech_clips=speech, snr_db=snr)
-            with tqdm(total=stream.samples / detector.sample_rate / 3600, unit="h", desc=f"{spec} at {snr:g} dB") as bar:
-                posteriors = detector.posteriors(stream.blocks(), lambda samples: bar.update(samples / detector.sample_rate / 3600))
+            seconds = stream.samples / detector.sample_rate
+            with tqdm(total=seconds, desc=f"{spec} at {snr:g} dB", bar_format=PROGRESS) as bar:
+                posteriors = detector.posteriors(stream.blocks(), lambda samples: bar.update(samples / detector.sample_rate))
             curve = det_curve(lambda t: detector.detections(posteriors, t), stream.truth(), stream.negative_hours)
             curves.append(curve.assign(model=str(spec), snr_db=snr))
     curves = pd.concat(curves, ignore_index=True)
@@ -144,7 +145,7 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
     table = pd.concat(
         [frr_at(points).assign(model=model, snr_db=snr) for (model, snr), points in curves.groupby(["model", "snr_db"], sort=False)],
         ignore_index=True,
-    )
+    )[["model", "snr_db", "keyword", "fa_per_hour_target", "frr", "threshold"]]
     table.to_csv(output_dir / "kws_metrics.csv", index=False, float_format="%.4f")
     figure = det_figure(curves)
     figure.savefig(output_dir / "det_curve.png", dpi=150)
