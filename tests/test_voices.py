@@ -23,8 +23,9 @@ WORDS = ("up",)
 
 def two_engines(**changes) -> SyntheticSpeechSet:
     parameters = dict(
-        words=WORDS, clips_per_word=2, test_clips_per_word=1, other_words=(), noise_files=0, num_workers=2,
-        neural=KokoroVoices(clips_per_word=2, test_clips_per_word=1), channel=Channel(),
+        words=WORDS, clips_per_word=2, test_clips_per_word=1, other_words=("apple",), other_clips_per_word=1,
+        other_test_clips_per_word=1, noise_files=0, num_workers=2, channel=Channel(),
+        neural=KokoroVoices(clips_per_word=2, test_clips_per_word=1, other_clips_per_word=1, other_test_clips_per_word=1),
     )  # fmt: skip
     return SyntheticSpeechSet(**{**parameters, **changes})
 
@@ -41,8 +42,11 @@ def voices_root(tmp_path_factory):
 def test_neural_clips_are_deterministic_16k_clips_of_the_right_length(tmp_path, voices_root):
     clips = pd.read_csv(voices_root / "clips.csv")
     assert Counter(zip(clips.engine, clips.split)) == {
-        ("espeak", "train"): 2, ("espeak", "test"): 1, ("kokoro", "train"): 2, ("kokoro", "test"): 1,
+        ("espeak", "train"): 3, ("espeak", "test"): 2, ("kokoro", "train"): 3, ("kokoro", "test"): 2,
     }  # fmt: skip
+    # The other word, spoken by both engines, is only in the 12-class task's unknown_words.csv.
+    unknown = pd.read_csv(voices_root / "unknown_words.csv").set_index("file_name")
+    assert set(unknown.target) == {"apple"} and set(clips.set_index("file_name").loc[unknown.index].engine) == {"espeak", "kokoro"}
     for name in clips.file_name:
         info = sf.info(voices_root / "audio_files" / name)
         assert (info.samplerate, info.channels, info.frames, info.subtype) == (SAMPLE_RATE, 1, CLIP_SAMPLES, "PCM_16")
@@ -81,7 +85,7 @@ def test_the_phonemes_fed_are_in_the_models_vocabulary(voices_root):
     neural = pd.read_csv(voices_root / "clips.csv").query("engine == 'kokoro'")
     vocabulary = _model().vocabulary
     assert all(set(phonemes) <= set(vocabulary) for phonemes in neural.phonemes)
-    assert set(neural.target) == set(WORDS)
+    assert set(neural.target) == {*WORDS, "apple"}
 
 
 def test_espeak_ipa_is_written_in_the_models_symbols_and_misses_are_reported():

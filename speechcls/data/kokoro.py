@@ -76,6 +76,9 @@ class KokoroVoices:
 
     clips_per_word: int = 20
     test_clips_per_word: int = 5
+    # Of each of the set's other words (more `_unknown_` for the 12-class task).
+    other_clips_per_word: int = 4
+    other_test_clips_per_word: int = 2
     train_voices: Sequence[str] = ("jf_alpha", "jf_gongitsune", "jf_tebukuro", "jm_kumo")
     test_voices: Sequence[str] = ("jf_nezumi",)
     concentration: float = 0.5

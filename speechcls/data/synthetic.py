@@ -189,17 +189,15 @@ class SyntheticSpeechSet:
         return ENGINES if self.neural else ENGINES[:1]
 
     def jobs(self) -> list[tuple[str, str]]:
-        """(engine, word) of every word each engine speaks: the slow neural words first, so that the
-        espeak words fill the other workers meanwhile; the other words by espeak-ng only."""
-        return [(engine, word) for engine in reversed(self.engines()) for word in self.words] + [
-            ("espeak", word) for word in self.other_words
-        ]
+        """(engine, word) of every word, other words too, that each engine speaks: the slow neural words
+        first, so that the espeak words fill the other workers meanwhile."""
+        return [(engine, word) for engine in reversed(self.engines()) for word in (*self.words, *self.other_words)]
 
     def clip_counts(self, engine: str, word: str) -> dict[str, int]:
         """Clips of `word` in each split that `engine` speaks."""
-        if word in self.other_words:
-            return {"train": self.other_clips_per_word, "test": self.other_test_clips_per_word}
         part = self if engine == "espeak" else self.neural
+        if word in self.other_words:
+            return {"train": part.other_clips_per_word, "test": part.other_test_clips_per_word}
         return {"train": part.clips_per_word, "test": part.test_clips_per_word}
 
     def word_key(self, word: str) -> int:
