@@ -118,6 +118,8 @@ def stream_clips(cfg: DictConfig) -> tuple[list[tuple[Path, str]], list[Path]]:
     datamodule.prepare_data()
     datamodule.setup("test")
     test = datamodule.table[datamodule.table.split == "test"]
+    if datamodule.task != 12 or test.empty:
+        raise ValueError("the streams are made of the 12-class task's test split: set data.task=12 and data.test_csv")
     paths = [datamodule.audio_dir / name for name in test[FILE_COLUMN]]
     keywords = [(path, word) for path, word in zip(paths, test[TARGET_COLUMN]) if word in KEYWORDS]
     speech = [path for path, word in zip(paths, test[TARGET_COLUMN]) if word == UNKNOWN]

@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, fix_length, load_clip, read_audio
+from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, fix_length, load_clip, read_audio, read_audio_blocks
 from speechcls.features import LogMel
 
 
@@ -16,6 +16,19 @@ def test_read_audio_downmixes_and_resamples(tmp_path):
     assert abs(wave.numel() - SAMPLE_RATE) <= 1
     # Mean of a 0.5-amplitude sine and silence: peak ~0.25.
     assert wave.abs().max() == pytest.approx(0.25, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "rate,channels,seconds,block_seconds",
+    [(8000, 2, 7.3, 1.0), (44100, 1, 5.01, 0.7), (16000, 1, 3.3, 1.0), (22050, 3, 2.0, 0.25), (48000, 2, 0.3, 1.0)],
+)
+def test_blocks_put_together_are_the_whole_file(tmp_path, rate, channels, seconds, block_seconds):
+    rng = np.random.default_rng(rate)
+    sf.write(tmp_path / "a.wav", 0.3 * rng.standard_normal((int(rate * seconds), channels)), rate, subtype="PCM_16")
+    blocks = list(read_audio_blocks(tmp_path / "a.wav", block_seconds))
+    assert len(blocks) > 1 or seconds <= block_seconds
+    assert max(len(block) for block in blocks) <= block_seconds * SAMPLE_RATE + 1
+    torch.testing.assert_close(torch.cat(blocks), read_audio(tmp_path / "a.wav"), rtol=0, atol=1e-6)
 
 
 def test_fix_length_pads_centred_and_trims_to_the_loudest_window():
