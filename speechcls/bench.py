@@ -9,7 +9,7 @@ Clips per second both ways, and their ratio, for
 2. training ResNet18 for `--steps` steps (the tutorial: 3-channel ResNet18 on per-item features in a plain
    loop; ours: `python -m speechcls.train`'s composed config through Lightning, augment=none so that both
    do the same work, with any extra Hydra overrides given);
-3. prediction: the tutorial's per-file loop against our batched predict (speechcls.tutorial_baseline).
+3. prediction: the tutorial's per-file loop (speechcls.tutorial_baseline) against our batched predict.
 
 The clips are generated (tones in noise, 0.75 to 1 s, 16 kHz) unless `--data` names a Kaggle-layout
 folder (e.g. data/synthetic), of which `--clips` rows are sampled. Every figure is the best of `--repeats`
@@ -39,7 +39,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from speechcls.allocator import freed_memory_kept, keep_freed_memory
+from speechcls.allocator import keep_freed_memory
 from speechcls.audio import SAMPLE_RATE
 from speechcls.data.cache import WaveCache
 from speechcls.data.dataset import WaveformDataset
@@ -47,7 +47,9 @@ from speechcls.data.device_batches import DeviceBatches
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
 from speechcls.models.torchvision_nets import TorchvisionClassifier
 from speechcls.train import CONFIG_DIR, build_module
-from speechcls.tutorial_baseline import TutorialDataset, measure_predict_speedup
+from speechcls.predict import predict_probabilities
+from speechcls.module import SpeechClassifier
+from speechcls.tutorial_baseline import TutorialDataset, predict_per_file
 
 # Ratios to the tutorial's way asked for on the 2-core CPU (warm data path, training, prediction).
 TARGETS = {"data": 20.0, "training": 1.3, "prediction": 10.0}
@@ -171,7 +173,29 @@ def bench_data(cfg: DictConfig, dataset: WaveformDataset, device: torch.device, 
         f"warm cache, DataLoader ({workers} workers)": lambda: drain(loader, device, features),
         "warm cache, on device": lambda: drain(device_batches, device, features),
     }
+    return best_clip_rates(ways, device, repeats)
+
+
+def best_clip_rates(ways: dict[str, Callable[[], int]], device: torch.device, repeats: int) -> dict[str, float]:
+    """`best_rates` of ways that return how many clips they handled, timed whole."""
     return best_rates({name: lambda way=way: clips_per_second(way, device) for name, way in ways.items()}, repeats)
+
+
+def bench_prediction(
+    module: SpeechClassifier, files: list[Path], batch_size: int, workers: int, device: torch.device, repeats: int
+) -> dict[str, float]:
+    """Clips per second of predicting `files`: the tutorial's loop (per file, new feature objects,
+    autograd on) against ours (the validation data path in batches, without the waveform cache, through
+    Lightning's predict loop under inference mode). Both decode every file."""
+    trainer = L.Trainer(
+        accelerator=device.type, devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    loader = DataLoader(WaveformDataset(files), batch_size=batch_size, num_workers=workers)
+    ways = {
+        "tutorial": lambda: len(predict_per_file(module, files, device)),
+        "ours": lambda: len(predict_probabilities(module, loader, trainer)),
+    }
+    return best_clip_rates(ways, device, repeats)
 
 
 def bench_tutorial_training(
@@ -243,7 +267,7 @@ def bench_our_training(cfg: DictConfig, steps: int) -> float:
     return timer.rate
 
 
-def machine(device: torch.device) -> dict:
+def machine(device: torch.device, freed_memory_kept: bool) -> dict:
     cpu = platform.processor()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -255,7 +279,7 @@ def machine(device: torch.device) -> dict:
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-        "freed_memory_kept": freed_memory_kept(),
+        "freed_memory_kept": freed_memory_kept,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -266,77 +290,59 @@ def row(measurement: str, tutorial: float, ours: float, target: float | None) ->
     return {"measurement": measurement, "tutorial": tutorial, "ours": ours, "ratio": ours / tutorial, "target": target}
 
 
-def run(
-    clips: int,
-    steps: int,
-    device_name: str,
-    out: Path,
-    data: Path | None = None,
-    predict_clips: int | None = None,
-    batch_size: int = 64,
-    overrides: Iterable[str] = (),
-    repeats: int = 3,
-) -> dict:
-    """All three measurements; returns what is written to `out`/bench.json (and bench.md)."""
-    device = torch.device(device_name)
+def run(args: argparse.Namespace, freed_memory_kept: bool) -> dict:
+    """All three measurements; returns what is written to `args.out`/bench.json (and bench.md)."""
+    device = torch.device(args.device)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="speechcls-bench-") as work:
         work = Path(work)
-        root = sample_folder(data, work / "data", clips) if data else make_clips(work / "data", clips)
-        cfg = our_config(root, work, device.type, batch_size, overrides)
+        data = work / "data"
+        root = sample_folder(args.data, data, args.clips) if args.data else make_clips(data, args.clips)
+        cfg = our_config(root, work, device.type, args.batch_size, args.overrides)
         L.seed_everything(cfg.seed, workers=True)
         # The training split of our data module: the files both ways read in every measurement.
         split = instantiate(cfg.data, cache=False, on_device=False)
         split.setup("fit")
         train = split.splits["train"]
-        data_rates = bench_data(cfg, train, device, repeats)
+        data_rates = bench_data(cfg, train, device, args.repeats)
         training = best_rates(
             {
-                "tutorial": lambda: bench_tutorial_training(cfg, train, len(split.classes), steps, device),
-                "ours": lambda: bench_our_training(cfg, steps),
+                "tutorial": lambda: bench_tutorial_training(cfg, train, len(split.classes), args.steps, device),
+                "ours": lambda: bench_our_training(cfg, args.steps),
             },
-            repeats,
+            args.repeats,
         )
-        module = build_module(cfg, split.classes)
-        files = train.paths[:predict_clips]
+        files = train.paths[: args.predict_clips]
         # Prediction's own loader settings (on a CPU no workers), with the command line's data overrides.
-        data_overrides = [o for o in overrides if o.startswith("data.")]
-        workers = our_config(root, work, device.type, batch_size, data_overrides, "predict").data.num_workers
-        predictions = [
-            measure_predict_speedup(module, files, batch_size, workers, device_name) for _ in range(repeats)
-        ]
+        data_overrides = [o for o in args.overrides if o.startswith("data.")]
+        workers = our_config(root, work, device.type, args.batch_size, data_overrides, "predict").data.num_workers
+        module = build_module(cfg, split.classes)
+        prediction = bench_prediction(module, files, args.batch_size, workers, device, args.repeats)
     tutorial_data = data_rates.pop("tutorial")
     rows = [
         row(f"data path, {name}", tutorial_data, rate, TARGETS["data"] if "warm" in name else None)
         for name, rate in data_rates.items()
     ]
-    name = f"training ResNet18, {steps} steps"
-    rows.append(row(name, training["tutorial"], training["ours"], TARGETS["training"]))
-    rows.append(
-        row(
-            f"prediction, {len(files)} files ({workers} loader workers)",
-            max(p["tutorial_clips_per_s"] for p in predictions),
-            max(p["batched_clips_per_s"] for p in predictions),
-            TARGETS["prediction"],
-        )
-    )
+    rows.append(row(f"training ResNet18, {args.steps} steps", training["tutorial"], training["ours"], TARGETS["training"]))
+    name = f"prediction, {len(files)} files ({workers} loader workers)"
+    rows.append(row(name, prediction["tutorial"], prediction["ours"], TARGETS["prediction"]))
     result = {
         # Other processes' load, on which a shared machine's figures depend.
-        "machine": {**machine(device), "load_average_1min": [load_before, os.getloadavg()[0]]},
+        "machine": {**machine(device, freed_memory_kept), "load_average_1min": [load_before, os.getloadavg()[0]]},
         "settings": {
-            "clips": clips,
+            "clips": args.clips,
             "train_clips": len(train),
-            "steps": steps,
-            "batch_size": batch_size,
-            "repeats": repeats,
-            "data": str(data) if data else "generated",
-            "overrides": list(overrides),
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "repeats": args.repeats,
+            "data": str(args.data) if args.data else "generated",
+            "overrides": list(args.overrides),
         },
         "rows": rows,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(result, indent=2))
-    (out / "bench.md").write_text(markdown(result))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(result, indent=2))
+    (args.out / "bench.md").write_text(markdown(result))
     return result
 
 
@@ -388,19 +394,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not args.default_malloc:  # as our entry points do; both ways run in this process
-        keep_freed_memory()
-    result = run(
-        args.clips,
-        args.steps,
-        args.device,
-        args.out,
-        args.data,
-        args.predict_clips,
-        args.batch_size,
-        args.overrides,
-        args.repeats,
-    )
+    # As CPU runs of our entry points do (callbacks.cpu_tuning); process-wide, so for both ways.
+    kept = not args.default_malloc and keep_freed_memory()
+    if args.default_malloc:
+        args.overrides.append("callbacks.cpu_tuning.reuse_freed_memory=false")
+    result = run(args, kept)
     print(markdown(result))
     print(f"written: {args.out / 'bench.json'}, {args.out / 'bench.md'}")
 
