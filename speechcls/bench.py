@@ -323,7 +323,8 @@ def run(args: argparse.Namespace, freed_memory_kept: bool) -> dict:
         row(f"data path, {name}", tutorial_data, rate, TARGETS["data"] if "warm" in name else None)
         for name, rate in data_rates.items()
     ]
-    rows.append(row(f"training ResNet18, {args.steps} steps", training["tutorial"], training["ours"], TARGETS["training"]))
+    name = f"training ResNet18, {args.steps} steps"
+    rows.append(row(name, training["tutorial"], training["ours"], TARGETS["training"]))
     name = f"prediction, {len(files)} files ({workers} loader workers)"
     rows.append(row(name, prediction["tutorial"], prediction["ours"], TARGETS["prediction"]))
     result = {

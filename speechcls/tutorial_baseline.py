@@ -52,7 +52,9 @@ class TutorialDataset(Dataset):
         return self.new_features()(tutorial_clip(self.paths[index])[None])[0], self.labels[index]
 
 
-def predict_per_file(module: SpeechClassifier, paths: Sequence[str | Path], device: torch.device | str = "cpu") -> list[int]:
+def predict_per_file(
+    module: SpeechClassifier, paths: Sequence[str | Path], device: torch.device | str = "cpu"
+) -> list[int]:
     """Class indices, the tutorial's way: file by file, new feature objects each time, autograd on.
 
     The network is put in eval mode (the tutorial's train mode would update and use batch norm
