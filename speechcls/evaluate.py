@@ -24,13 +24,17 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 
 from speechcls.callbacks.figures import confusion_figure
 from speechcls.checkpoints import resolve_checkpoint
-from speechcls.data.conditions import PREDICTED_COLUMN, accuracy_by_condition, with_conditions
+from speechcls.data.conditions import (
+    CONFIDENCE_COLUMN,
+    PREDICTED_COLUMN,
+    accuracy_by_condition,
+    results_of_test_split,
+    with_conditions,
+)
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
 from speechcls.predict import load_classifier, make_trainer, predict_probabilities
 from speechcls.submission import check_submission
 from speechcls.train import CONFIG_DIR
-
-CONFIDENCE_COLUMN = "confidence"
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -56,19 +60,7 @@ def run_model(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
         datamodule.setup("validate")
     loader = datamodule.test_dataloader()
     probabilities = predict_probabilities(classifier, loader, make_trainer(cfg), cfg.tta_shifts)
-    confidence, predicted = probabilities.max(dim=1)
-    dataset = loader.dataset
-    results = pd.DataFrame(
-        {
-            FILE_COLUMN: [path.relative_to(datamodule.audio_dir).as_posix() for path in dataset.paths],
-            TARGET_COLUMN: [classes[i] for i in dataset.labels],
-            PREDICTED_COLUMN: [classes[i] for i in predicted.tolist()],
-            CONFIDENCE_COLUMN: confidence.numpy(),
-        }
-    )
-    if cfg.data.test_csv is not None:
-        results = with_conditions(results, read_table(datamodule.root / cfg.data.test_csv))
-    return results, classes
+    return results_of_test_split(datamodule, probabilities), classes
 
 
 def score_submission(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
