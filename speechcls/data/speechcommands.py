@@ -138,10 +138,8 @@ class SpeechCommandsDataModule(SpeechDataModule):
                     )
                 start = int(rng.integers(low, high, endpoint=True))
                 clip = folder / f"{split}-{path.stem}-{start}.wav"
-                if not clip.is_file():  # written beside and renamed: DDP ranks may race
-                    with atomic_write(clip) as temporary:
-                        piece = wave[start : start + self.clip_samples].numpy()
-                        sf.write(temporary, piece, self.sample_rate, subtype="PCM_16", format="WAV")
+                if not clip.is_file():
+                    _write_clip(clip, wave[start : start + self.clip_samples].numpy(), self.sample_rate)
                 rows.append((str(clip), SILENCE, split))
         return rows
 
@@ -161,3 +159,9 @@ def _read_list(path: Path) -> list[str]:
             f"(<word>/<file>.wav, {', '.join(SPLIT_LISTS.values())}, {NOISE_DIR}/)"
         )
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def _write_clip(path: Path, wave: np.ndarray, sample_rate: int) -> None:
+    """Write beside `path` and rename, so a reader never sees half a clip (DDP ranks may race)."""
+    with atomic_write(path) as temporary:
+        sf.write(temporary, wave, sample_rate, subtype="PCM_16", format="WAV")
