@@ -11,8 +11,8 @@ Clips per second both ways, and their ratio, for
    do the same work, with any extra Hydra overrides given);
 3. prediction: the tutorial's per-file loop (speechcls.tutorial_baseline) against our batched predict.
 
-The clips are generated (tones in noise, 0.75 to 1 s, 16 kHz) unless `--data` names a Kaggle-layout
-folder (e.g. data/synthetic), of which `--clips` rows are sampled. Every figure is the best of `--repeats`
+`--clips` rows are sampled from the train.csv of `--data`, a Kaggle-layout folder (default: the
+built-in synthetic set, data/synthetic). Every figure is the best of `--repeats`
 rounds that run both ways in turn. Writes bench.json and bench.md.
 """
 
@@ -30,9 +30,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import lightning as L
-import numpy as np
-import pandas as pd
-import soundfile as sf
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
@@ -40,11 +37,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from speechcls.allocator import keep_freed_memory
-from speechcls.audio import SAMPLE_RATE
 from speechcls.data.cache import WaveCache
 from speechcls.data.dataset import WaveformDataset
 from speechcls.data.device_batches import DeviceBatches
-from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
+from speechcls.data.tables import read_table
 from speechcls.models.torchvision_nets import TorchvisionClassifier
 from speechcls.train import CONFIG_DIR, build_module
 from speechcls.predict import predict_probabilities
@@ -55,24 +51,11 @@ from speechcls.tutorial_baseline import TutorialDataset, predict_per_file
 TARGETS = {"data": 20.0, "training": 1.3, "prediction": 10.0}
 
 
-def make_clips(root: Path, clips: int, seed: int = 0) -> Path:
-    """A Kaggle-layout folder of `clips` tones in noise whose pitch gives the class (up to 10 classes,
-    few enough for a stratified 20% validation split)."""
-    rng = np.random.default_rng(seed)
-    classes = max(2, min(10, clips // 10))
-    (root / "audio_files").mkdir(parents=True)
-    rows = []
-    for i in range(clips):
-        label = i % classes
-        t = np.arange(int(rng.uniform(0.75, 1.0) * SAMPLE_RATE)) / SAMPLE_RATE
-        wave = 0.3 * np.sin(2 * np.pi * 200 * (label + 1) * t) + 0.05 * rng.standard_normal(t.size)
-        name = f"clip_{i:06d}.wav"
-        sf.write(root / "audio_files" / name, wave.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
-        rows.append((name, f"class_{label}"))
-    table = pd.DataFrame(rows, columns=[FILE_COLUMN, TARGET_COLUMN])
-    table.to_csv(root / "train.csv", index=False)
-    table.to_csv(root / "sample_submission.csv", index=False)
-    return root
+def default_data() -> Path:
+    """The built-in synthetic set (`data=synthetic`, the default), generated first if missing, as training does."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        data = compose(config_name="train").data
+    return instantiate(data.synthesizer).ensure(data.root)
 
 
 def sample_folder(source: Path, root: Path, clips: int, seed: int = 0) -> Path:
@@ -296,8 +279,7 @@ def run(args: argparse.Namespace, freed_memory_kept: bool) -> dict:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="speechcls-bench-") as work:
         work = Path(work)
-        data = work / "data"
-        root = sample_folder(args.data, data, args.clips) if args.data else make_clips(data, args.clips)
+        root = sample_folder(args.data or default_data(), work / "data", args.clips)
         cfg = our_config(root, work, device.type, args.batch_size, args.overrides)
         L.seed_everything(cfg.seed, workers=True)
         # The training split of our data module: the files both ways read in every measurement.
@@ -336,7 +318,7 @@ def run(args: argparse.Namespace, freed_memory_kept: bool) -> dict:
             "steps": args.steps,
             "batch_size": args.batch_size,
             "repeats": args.repeats,
-            "data": str(args.data) if args.data else "generated",
+            "data": str(args.data or "the synthetic set"),
             "overrides": list(args.overrides),
         },
         "rows": rows,
@@ -374,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--clips", type=int, default=2000, help="clips to generate or sample (80%% train)")
+    parser.add_argument("--clips", type=int, default=2000, help="clips to sample (80%% train)")
     parser.add_argument("--steps", type=int, default=20, help="training steps each way (the first is not timed)")
     parser.add_argument(
         "--predict-clips", type=int, default=None,
@@ -385,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="rounds of every measurement; the best counts")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for both ways (default: torch's)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--data", type=Path, default=None, help="a Kaggle-layout folder to sample clips from")
+    parser.add_argument("--data", type=Path, default=None, help="a Kaggle-layout folder to sample clips from (default: the synthetic set)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     parser.add_argument(
         "--default-malloc", action="store_true",
