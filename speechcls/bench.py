@@ -58,24 +58,15 @@ def default_data() -> Path:
     return instantiate(data.synthesizer).ensure(data.root)
 
 
-def sample_folder(source: Path, root: Path, clips: int, seed: int = 0) -> Path:
-    """A Kaggle-layout folder of `clips` rows of `source`'s train.csv, its audio folder linked."""
-    table = read_table(source / "train.csv")
-    table = table.sample(n=min(clips, len(table)), random_state=seed)
-    root.mkdir(parents=True)
-    (root / "audio_files").symlink_to((source / "audio_files").resolve())
-    table.to_csv(root / "train.csv", index=False)
-    table.to_csv(root / "sample_submission.csv", index=False)
-    return root
-
-
 def our_config(
     root: Path, work: Path, device: str, batch_size: int, overrides: Iterable[str], entry: str = "train"
 ) -> DictConfig:
-    """The config `python -m speechcls.<entry>` composes (train or predict), on the benchmark's files."""
+    """The config `python -m speechcls.<entry>` composes (train or predict), on the benchmark's sample of
+    the folder `root` (work/train.csv)."""
     base = [
         "data=kaggle",
         f"data.root={root}",
+        f"data.train_csv={work / 'train.csv'}",
         f"data.batch_size={batch_size}",
         f"paths.root_dir={work}",
         f"paths.output_dir={work / 'run'}",
@@ -279,7 +270,9 @@ def run(args: argparse.Namespace, freed_memory_kept: bool) -> dict:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="speechcls-bench-") as work:
         work = Path(work)
-        root = sample_folder(args.data or default_data(), work / "data", args.clips)
+        root = args.data or default_data()
+        table = read_table(root / "train.csv")
+        table.sample(n=min(args.clips, len(table)), random_state=0).to_csv(work / "train.csv", index=False)
         cfg = our_config(root, work, device.type, args.batch_size, args.overrides)
         L.seed_everything(cfg.seed, workers=True)
         # The training split of our data module: the files both ways read in every measurement.
