@@ -33,7 +33,7 @@ import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from speechcls.allocator import keep_freed_memory
@@ -76,10 +76,6 @@ def our_config(
         base.append("augment=none")
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name=entry, overrides=[*base, *overrides])
-
-
-def plain(node: DictConfig) -> dict:
-    return OmegaConf.to_container(node, resolve=True)
 
 
 def synchronize(device: torch.device) -> None:
@@ -133,7 +129,7 @@ def bench_data(cfg: DictConfig, dataset: WaveformDataset, device: torch.device, 
     def on_device(cache: WaveCache) -> DeviceBatches:
         return DeviceBatches(cache, labels, batch_size, dataset.length, train=True, device=device)
 
-    tutorial = DataLoader(TutorialDataset(paths, labels, plain(cfg.features)), batch_size=batch_size, shuffle=True)
+    tutorial = DataLoader(TutorialDataset(paths, labels, cfg.features), batch_size=batch_size, shuffle=True)
     warm = cached()
     items = WaveformDataset(paths, labels, train=True, length=dataset.length, cache=warm)
     loader = DataLoader(
@@ -179,7 +175,7 @@ def bench_tutorial_training(
     net = TorchvisionClassifier("resnet18", classes, in_channels=3).to(device)
     # The same optimizer, without the fused kernel the tutorial did not use.
     optimizer = instantiate(cfg.optimizer, fused=None)(params=net.parameters())
-    items = TutorialDataset(dataset.paths, dataset.labels, plain(cfg.features))
+    items = TutorialDataset(dataset.paths, dataset.labels, cfg.features)
     loader = DataLoader(items, batch_size=cfg.data.batch_size, shuffle=True)
     batches = itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), steps)
     running_loss, clips, start = 0.0, 0, 0.0

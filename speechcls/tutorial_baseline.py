@@ -6,7 +6,7 @@ on every epoch, in the main process; it predicts one file at a time, with gradie
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import soundfile as sf
@@ -29,9 +29,10 @@ def tutorial_clip(path: str | Path, sample_rate: int = SAMPLE_RATE, length: int 
     return torch.nn.functional.pad(wave[:length], (0, max(0, length - len(wave))))
 
 
-def feature_factory(features: dict) -> Callable[[], nn.Module]:
-    """Builds a new feature module (MelSpectrogram + AmplitudeToDB) from a `_target_` spec per call,
-    by a plain constructor call as the tutorial did: Hydra's instantiate would add its own overhead."""
+def feature_factory(features: Mapping) -> Callable[[], nn.Module]:
+    """Builds a new feature module (MelSpectrogram + AmplitudeToDB) from a `_target_` spec (a dict or a
+    config node) per call, by a plain constructor call as the tutorial did: Hydra's instantiate would add
+    its own overhead."""
     params = {key: value for key, value in features.items() if key != "_target_"}
     feature_class = get_class(features["_target_"])
     return lambda: feature_class(**params)
@@ -40,7 +41,7 @@ def feature_factory(features: dict) -> Callable[[], nn.Module]:
 class TutorialDataset(Dataset):
     """(log-mel (1, n_mels, frames), label) items computed one at a time, new feature objects each."""
 
-    def __init__(self, paths: Sequence[str | Path], labels: Sequence[int], features: dict) -> None:
+    def __init__(self, paths: Sequence[str | Path], labels: Sequence[int], features: Mapping) -> None:
         self.paths = list(paths)
         self.labels = list(labels)
         self.new_features = feature_factory(features)
