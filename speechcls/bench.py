@@ -12,8 +12,8 @@ Clips per second both ways, and their ratio, for
 3. prediction: the tutorial's per-file loop (speechcls.tutorial_baseline) against our batched predict.
 
 `--clips` rows are sampled from the train.csv of `--data`, a Kaggle-layout folder (default: the
-built-in synthetic set, data/synthetic). Every figure is the best of `--repeats`
-rounds that run both ways in turn. Writes bench.json and bench.md.
+built-in synthetic set, data/synthetic). Every figure is the best of `--repeats` rounds that run both
+ways in turn. Writes bench.json and bench.md.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from speechcls.data.dataset import WaveformDataset
 from speechcls.data.device_batches import DeviceBatches
 from speechcls.data.tables import read_table
 from speechcls.models.torchvision_nets import TorchvisionClassifier
-from speechcls.train import CONFIG_DIR, build_module
-from speechcls.predict import predict_probabilities
 from speechcls.module import SpeechClassifier
+from speechcls.predict import predict_probabilities
+from speechcls.train import CONFIG_DIR, build_module
 from speechcls.tutorial_baseline import TutorialDataset, predict_per_file
 
 # Ratios to the tutorial's way asked for on the 2-core CPU (warm data path, training, prediction).

@@ -7,6 +7,7 @@ on every epoch, in the main process; it predicts one file at a time, with gradie
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import soundfile as sf
@@ -34,8 +35,7 @@ def feature_factory(features: Mapping) -> Callable[[], nn.Module]:
     config node) per call, by a plain constructor call as the tutorial did: Hydra's instantiate would add
     its own overhead."""
     params = {key: value for key, value in features.items() if key != "_target_"}
-    feature_class = get_class(features["_target_"])
-    return lambda: feature_class(**params)
+    return partial(get_class(features["_target_"]), **params)
 
 
 class TutorialDataset(Dataset):
