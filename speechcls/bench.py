@@ -2,7 +2,7 @@
 
     python -m speechcls.bench --clips 2000 --steps 20 --device cpu --out outputs/bench [overrides]
 
-Clips per second both ways, and their ratio, for
+Clips per second both ways, and their ratio (torch's threads as OMP_NUM_THREADS sets them), for
 1. the data path: from files to a batch of log-mels on the device (the tutorial: decode and a new
    MelSpectrogram + AmplitudeToDB per item, no workers; ours: the waveform cache, cold and warm, read by
    a DataLoader or held on the device, log-mels computed per batch on the device);
@@ -354,7 +354,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="rounds of every measurement; the best counts")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for both ways (default: torch's)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--data", type=Path, default=None, help="a Kaggle-layout folder to sample clips from (default: the synthetic set)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
@@ -364,8 +363,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of our config, e.g. module.channels_last=false")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     # As CPU runs of our entry points do (callbacks.cpu_tuning); process-wide, so for both ways.
     kept = not args.default_malloc and keep_freed_memory()
     if args.default_malloc:
