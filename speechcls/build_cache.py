@@ -20,8 +20,8 @@ def build_caches(datamodule: SpeechDataModule) -> dict[str, WaveformDataset]:
     datamodule.prepare_data()
     datamodule.setup()
     splits = dict(datamodule.splits)
-    if datamodule.test_labels is not None:
-        splits["test"] = datamodule.labelled_dataset(datamodule.test_labels)
+    if datamodule.test_csv is not None:
+        splits["test"] = datamodule.labelled_dataset(datamodule.test_csv)
     splits["predict"] = datamodule.predict_dataset()
     return splits
 

@@ -1,7 +1,8 @@
 """Score a checkpoint or a submission against labels: `python -m speechcls.evaluate [overrides]`.
 
-`ckpt_path=...` runs the model on the validation split (or on `labels=<csv>`); `submission=<csv>
-labels=<csv>` scores a submission without a model. Writes into the run directory: metrics.json,
+`ckpt_path=...` runs the model on `data.test_csv` (the built-in sets' held-out voices; any labelled
+file_name,target CSV, absolute or in data.root), or on the validation split where that is null;
+`submission=<csv>` scores a submission against `data.test_csv` without a model. Writes into the run directory: metrics.json,
 classification_report.csv (per class), confusion_matrix.csv and .png (rows: true, columns: predicted)
 and misclassified.csv (most confident mistakes first). Labels with engine, voice or channel columns (the
 built-in sets' test_labels.csv) add accuracy_by_condition.csv and those accuracies in metrics.json.
@@ -39,7 +40,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         source = f"submission {cfg.submission}"
     else:
         results, classes = run_model(cfg)
-        source = f"checkpoint on {cfg.labels or 'the validation split'}"
+        source = f"checkpoint on {cfg.data.test_csv or 'the validation split'}"
     return write_reports(results, classes, Path(cfg.paths.output_dir), source)
 
 
@@ -49,8 +50,8 @@ def run_model(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
     classifier = load_classifier(checkpoint, cfg.channels_last)
     classes = classifier.classes
     # Labels are indexed by the checkpoint's classes: an unknown label is an error naming it.
-    datamodule = instantiate(cfg.data, classes=classes, test_labels=cfg.labels)
-    if cfg.labels is None:
+    datamodule = instantiate(cfg.data, classes=classes)
+    if cfg.data.test_csv is None:
         warn_if_split_differs(cfg, checkpoint)
         datamodule.setup("validate")
     loader = datamodule.test_dataloader()
@@ -65,16 +66,16 @@ def run_model(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
             CONFIDENCE_COLUMN: confidence.numpy(),
         }
     )
-    if cfg.labels is not None:
-        results = with_conditions(results, read_table(datamodule.root / cfg.labels))
+    if cfg.data.test_csv is not None:
+        results = with_conditions(results, read_table(datamodule.root / cfg.data.test_csv))
     return results, classes
 
 
 def score_submission(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
     """The submission's labels beside the answers, and the answers' classes (its labels must be among them)."""
-    if not cfg.labels:
-        raise ValueError("scoring a submission needs the answers: labels=<file_name,target CSV>")
-    answers = read_table(Path(cfg.data.root) / cfg.labels)
+    if not cfg.data.test_csv:
+        raise ValueError("scoring a submission needs the answers: data.test_csv=<file_name,target CSV>")
+    answers = read_table(Path(cfg.data.root) / cfg.data.test_csv)
     submission = read_table(cfg.submission)
     classes = sorted(set(answers[TARGET_COLUMN]))
     check_submission(submission, answers[FILE_COLUMN].tolist(), classes, ordered=False, name=cfg.submission)

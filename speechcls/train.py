@@ -126,7 +126,7 @@ def train(cfg: DictConfig) -> float | None:
         metrics.update(test_accuracy_by_engine(trainer, module, datamodule))
     log_hyperparameters(trainer, cfg, metrics)
     # Without a labelled test CSV Lightning's test stage runs on the validation split: say so.
-    tested_on = (datamodule.test_labels or "the validation split (no data.test_labels)") if cfg.test else None
+    tested_on = (datamodule.test_csv or "the validation split (no data.test_csv)") if cfg.test else None
     report(cfg, trainer, metrics, best_path, tested_on, time.perf_counter() - started)
     # The best epoch's value when the checkpoint callback tracked it (not in fast_dev_run), else the last.
     return metrics.get(f"best/{cfg.optimized_metric}", metrics.get(cfg.optimized_metric))
@@ -135,9 +135,9 @@ def train(cfg: DictConfig) -> float | None:
 def test_accuracy_by_engine(trainer: L.Trainer, module: SpeechClassifier, datamodule) -> dict[str, float]:
     """`test/acc/<engine>` when the test labels name each clip's engine (the two-engine set), also
     logged to the run's loggers. `module` holds the tested (best) weights: trainer.test loaded them."""
-    if datamodule.test_labels is None:
+    if datamodule.test_csv is None:
         return {}
-    labels = read_table(datamodule.root / datamodule.test_labels)
+    labels = read_table(datamodule.root / datamodule.test_csv)
     if "engine" not in labels:
         return {}
     loader = datamodule.test_dataloader()

@@ -213,7 +213,7 @@ def test_the_cache_command_builds_every_split(tmp_path, kaggle_root):
             config_name="build_cache",
             overrides=[
                 "data=kaggle", f"data.root={kaggle_root}", f"paths.root_dir={tmp_path}",
-                f"paths.output_dir={tmp_path / 'run'}", "data.test_labels=test_labels.csv",
+                f"paths.output_dir={tmp_path / 'run'}", "data.test_csv=test_labels.csv",
             ],
         )
     splits = build_caches(instantiate(cfg.data))

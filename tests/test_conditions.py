@@ -35,7 +35,7 @@ def test_evaluate_reports_accuracy_per_engine_voice_and_channel(tmp_path, labell
     submission = pd.read_csv(labelled_root / "test_labels.csv")[["file_name", "target"]]
     submission.assign(target=["down", "go", "down", "down", "up"]).to_csv(tmp_path / "submission.csv", index=False)
     cfg = compose_train(
-        tmp_path, f"data.root={labelled_root}", f"submission={tmp_path / 'submission.csv'}", "labels=test_labels.csv",
+        tmp_path, f"data.root={labelled_root}", f"submission={tmp_path / 'submission.csv'}", "data.test_csv=test_labels.csv",
         config_name="evaluate",
     )
 
@@ -59,7 +59,7 @@ def test_evaluate_reports_accuracy_per_engine_voice_and_channel(tmp_path, labell
 
 def test_train_writes_the_test_accuracy_of_each_engine(tmp_path, labelled_root):
     cfg = compose_train(
-        tmp_path, "data=kaggle", f"data.root={labelled_root}", "data.test_labels=test_labels.csv",
+        tmp_path, "data=kaggle", f"data.root={labelled_root}", "data.test_csv=test_labels.csv",
         "trainer.max_epochs=1", "+trainer.limit_train_batches=1", "optimizer.lr=1e-3", "callbacks.last_checkpoint=null",
     )
     train(cfg)

@@ -26,7 +26,7 @@ def test_checkpoint_on_a_labels_csv_with_a_subset_of_its_classes(tmp_path, kaggl
     answers = answers[answers["target"] != "down"]  # the checkpoint knows down, go, up
     answers.to_csv(tmp_path / "labels.csv", index=False)
     cfg = compose_evaluate(
-        tmp_path, f"data.root={kaggle_root}", f"ckpt_path={tiny_run}", f"labels={tmp_path / 'labels.csv'}"
+        tmp_path, f"data.root={kaggle_root}", f"ckpt_path={tiny_run}", f"data.test_csv={tmp_path / 'labels.csv'}"
     )
 
     metrics = evaluate(cfg)
@@ -68,7 +68,7 @@ def test_unknown_label_in_the_labels_csv_is_named(tmp_path, kaggle_root, tiny_ru
     labels = pd.DataFrame({"file_name": ["test_0.wav", "test_1.wav"], "target": ["go", "yes"]})
     labels.to_csv(tmp_path / "labels.csv", index=False)
     cfg = compose_evaluate(
-        tmp_path, f"data.root={kaggle_root}", f"ckpt_path={tiny_run}", f"labels={tmp_path / 'labels.csv'}"
+        tmp_path, f"data.root={kaggle_root}", f"ckpt_path={tiny_run}", f"data.test_csv={tmp_path / 'labels.csv'}"
     )
     with pytest.raises(TableError, match=r"\['yes'\].*not among the model's 3 classes"):
         evaluate(cfg)
@@ -80,9 +80,8 @@ def test_scoring_a_submission_matches_a_hand_computation(tmp_path, kaggle_root):
     assert answers["target"].tolist() == ["down", "go", "up", "down", "go"]
     submission = answers.assign(target=["down", "go", "down", "down", "up"]).iloc[::-1]  # order free here
     submission.to_csv(tmp_path / "submission.csv", index=False)
-    cfg = compose_evaluate(
-        tmp_path, f"data.root={kaggle_root}", f"submission={tmp_path / 'submission.csv'}", "labels=test_labels.csv"
-    )
+    # The built-in sets' test CSV (data=synthetic, the default) holds the answers.
+    cfg = compose_evaluate(tmp_path, f"data.root={kaggle_root}", f"submission={tmp_path / 'submission.csv'}")
 
     metrics = evaluate(cfg)
 
@@ -111,11 +110,18 @@ def test_a_bad_submission_is_rejected(tmp_path, kaggle_root, rows, targets, mess
         submission = submission.assign(target=targets)
     submission.to_csv(tmp_path / "submission.csv", index=False)
     cfg = compose_evaluate(
-        tmp_path, f"data.root={kaggle_root}", f"submission={tmp_path / 'submission.csv'}", "labels=test_labels.csv"
+        tmp_path, f"data.root={kaggle_root}", f"submission={tmp_path / 'submission.csv'}", "data.test_csv=test_labels.csv"
     )
     with pytest.raises(SubmissionError, match=message):
         evaluate(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_scoring_a_submission_without_answers_says_what_is_missing(tmp_path, kaggle_root):
+    pd.read_csv(kaggle_root / "test_labels.csv").to_csv(tmp_path / "submission.csv", index=False)
+    cfg = compose_evaluate(tmp_path, "data=kaggle", f"data.root={kaggle_root}", f"submission={tmp_path / 'submission.csv'}")
+    with pytest.raises(ValueError, match=r"needs the answers: data\.test_csv="):
+        evaluate(cfg)
 
 
 def test_a_validation_split_unlike_the_training_runs_warns(tmp_path, kaggle_root):

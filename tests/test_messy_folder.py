@@ -23,7 +23,7 @@ def test_the_fixture_holds_clips_one_sample_either_side_of_a_second(tmp_path):
 def test_a_messy_folder_trains_tests_and_predicts_with_the_default_data_path(tmp_path):
     root = make_messy_kaggle_folder(tmp_path / "messy")
     # The default data config (cache and on-device batches on), with loader workers for the test split.
-    overrides = ["data=kaggle", f"data.root={root}", "data.test_labels=test_labels.csv", "data.num_workers=2"]
+    overrides = ["data=kaggle", f"data.root={root}", "data.test_csv=test_labels.csv", "data.num_workers=2"]
     cfg = compose_train(tmp_path, *overrides, "trainer.max_epochs=1", "logger=csv")
     assert cfg.data.cache and cfg.data.on_device
 

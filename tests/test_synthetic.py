@@ -104,12 +104,12 @@ def test_a_run_started_during_a_generation_waits_for_it_and_reuses_its_set(tmp_p
     assert (root / MANIFEST).stat().st_mtime_ns == written  # reused, not generated again
 
 
-def test_a_hydra_built_generator_matches_its_manifest(tmp_path):
+def test_a_hydra_built_synthesizer_matches_its_manifest(tmp_path):
     target = "speechcls.data.synthetic.SyntheticSpeechSet"
     config = OmegaConf.create({"_target_": target, "words": ["up"], "snr_db": [10, 20]})
-    generator = instantiate(config)
-    assert generator.snr_db == (10, 20)
-    assert generator.manifest() == SyntheticSpeechSet(words=("up",), snr_db=(10, 20)).manifest()
+    synthesizer = instantiate(config)
+    assert synthesizer.snr_db == (10, 20)
+    assert synthesizer.manifest() == SyntheticSpeechSet(words=("up",), snr_db=(10, 20)).manifest()
 
 
 def test_an_interrupted_generation_leaves_no_set_that_looks_complete(tmp_path, monkeypatch):
@@ -118,10 +118,10 @@ def test_an_interrupted_generation_leaves_no_set_that_looks_complete(tmp_path, m
     (leftover / "audio_files").mkdir(parents=True)
     render = synthetic._render_clip
 
-    def crash_on_visual(generator, engine, word, *args):
+    def crash_on_visual(synthesizer, engine, word, *args):
         if word == "visual":
             raise RuntimeError("worker died")
-        return render(generator, engine, word, *args)
+        return render(synthesizer, engine, word, *args)
 
     monkeypatch.setattr(synthetic, "_render_clip", crash_on_visual)
     with pytest.raises(RuntimeError, match="worker died"):

@@ -1,6 +1,7 @@
 """The two-engine set: Kokoro-82M's clips beside espeak-ng's, through the channel simulation."""
 
 import json
+import os
 from collections import Counter
 
 import pandas as pd
@@ -96,3 +97,19 @@ def test_overlapping_or_unknown_voices_are_rejected():
         KokoroVoices(test_voices=["jf_alpha"])
     with pytest.raises(ValueError, match="unknown Kokoro voices.*af_heart"):
         KokoroVoices(train_voices=["af_heart"])
+
+
+def test_concurrent_first_uses_assemble_the_model_once(tmp_path, monkeypatch):
+    """Two worker processes on a fresh machine (no assembled model yet) both get a working model."""
+    import multiprocessing
+
+    monkeypatch.setenv("KOKORO_JA_CACHE", str(tmp_path))
+    with multiprocessing.get_context("fork").Pool(3) as pool:
+        paths = pool.map(_assemble, range(3))
+    assert len(set(paths)) == 1 and os.path.getsize(paths[0]) > 10_000_000
+
+
+def _assemble(_) -> str:
+    from speechcls.data.kokoro import assembled_model
+
+    return assembled_model()

@@ -24,9 +24,9 @@ from speechcls.data.file_checks import REPORT_NAME, AudioCheck
 
 
 class SpeechDataModule(L.LightningDataModule):
-    """Stratified train/val split of `train.csv`; test on `test_labels` if given, else on val.
+    """Stratified train/val split of `train.csv`; test on `test_csv` if given, else on val.
 
-    `generator` is an optional object with `ensure(root)` (the built-in synthetic set) that creates
+    `synthesizer` is an optional object with `ensure(root)` (the built-in synthetic set) that creates
     the folder when it is missing. `classes` fixes the class list labels are indexed by (a
     checkpoint's, for evaluation); by default it is the sorted label set of `train.csv`.
 
@@ -53,8 +53,8 @@ class SpeechDataModule(L.LightningDataModule):
         audio_dir: str = "audio_files",
         train_csv: str = "train.csv",
         predict_csv: str = "sample_submission.csv",
-        test_labels: str | None = None,
-        generator: Any = None,
+        test_csv: str | None = None,
+        synthesizer: Any = None,
         classes: Sequence[str] | None = None,
         cache: bool = False,
         cache_dir: str | Path | None = None,
@@ -81,8 +81,8 @@ class SpeechDataModule(L.LightningDataModule):
         self.audio_dir = self.root / audio_dir
         self.train_csv = train_csv
         self.predict_csv = predict_csv
-        self.test_labels = test_labels
-        self.generator = generator
+        self.test_csv = test_csv
+        self.synthesizer = synthesizer
         self.classes: list[str] | None = list(classes) if classes is not None else None
         self.cache_dir = Path(cache_dir) if cache else None
         self.on_device = on_device
@@ -90,8 +90,8 @@ class SpeechDataModule(L.LightningDataModule):
         self.splits: dict[str, WaveformDataset] = {}
 
     def prepare_data(self) -> None:
-        if self.generator is not None:
-            self.generator.ensure(self.root)
+        if self.synthesizer is not None:
+            self.synthesizer.ensure(self.root)
         if self.cache_dir is not None:
             self.setup()  # builds the train and validation caches, once per node
 
@@ -182,10 +182,10 @@ class SpeechDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         # Always a DataLoader, also with on_device: evaluation reads the files' order from its dataset.
-        if self.test_labels is None:
+        if self.test_csv is None:
             return self._loader(self.splits["val"])
         if "test" not in self.splits:
-            self.splits["test"] = self.labelled_dataset(self.test_labels)
+            self.splits["test"] = self.labelled_dataset(self.test_csv)
         return self._loader(self.splits["test"])
 
     def predict_dataset(self) -> WaveformDataset:

