@@ -16,7 +16,7 @@ NORMALIZATIONS = ("none", "clip")
 
 
 class LogMel(nn.Module):
-    """Waveforms (batch, samples) -> log-mel spectrograms (batch, 1, n_mels, frames) in dB.
+    """Waveforms (batch, samples) -> mel spectrograms (batch, 1, n_mels, frames), the power in dB.
 
     `pcen`: compress the mel power by PCEN instead of dB (`top_db` then has no use). `normalize="clip"`:
     standardise each clip's features to mean 0 and standard deviation 1 over all its mel bins and
