@@ -44,7 +44,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         source = f"submission {cfg.submission}"
     else:
         results, classes = run_model(cfg)
-        source = f"checkpoint on {cfg.data.test_csv or 'the validation split'}"
+        source = f"checkpoint on {cfg.data.get('test_csv') or 'the validation split'}"
     return write_reports(results, classes, Path(cfg.paths.output_dir), source)
 
 
@@ -55,7 +55,7 @@ def run_model(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
     classes = classifier.classes
     # Labels are indexed by the checkpoint's classes: an unknown label is an error naming it.
     datamodule = instantiate(cfg.data, classes=classes)
-    if cfg.data.test_csv is None:
+    if cfg.data.get("test_csv") is None:  # (data=speechcommands has no such key)
         warn_if_split_differs(cfg, checkpoint)
         datamodule.setup("validate")
     loader = datamodule.test_dataloader()
@@ -65,7 +65,7 @@ def run_model(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
 
 def score_submission(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
     """The submission's labels beside the answers, and the answers' classes (its labels must be among them)."""
-    if not cfg.data.test_csv:
+    if not cfg.data.get("test_csv"):
         raise ValueError("scoring a submission needs the answers: data.test_csv=<file_name,target CSV>")
     answers = read_table(Path(cfg.data.root) / cfg.data.test_csv)
     submission = read_table(cfg.submission)
