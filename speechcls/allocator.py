@@ -4,8 +4,9 @@ By default glibc serves a large allocation with a fresh mmap and hands freed hea
 kernel, so a batch's big temporaries (frames, spectra, activations) are new pages every time, which the
 kernel faults in and zeroes one 4 KiB page at a time (docs/benchmarks.md has the page faults and the
 time they cost). PyTorch's CPU tuning guide preloads jemalloc or tcmalloc for the same reason; mallopt
-needs no extra library. `speechcls.callbacks.CPUTuning` calls it for CPU runs. Memory freed by a step stays in the process for the next one: the
-resident size holds at its peak instead of shrinking between steps.
+needs no extra library. `speechcls.callbacks.CPUTuning` calls it for CPU runs. Memory freed by a step
+stays in the process for the next one: the resident size holds at its peak instead of shrinking between
+steps.
 """
 
 from __future__ import annotations
@@ -22,15 +23,12 @@ MMAP_THRESHOLDS = (2**30, 32 * 2**20)
 # mallopt takes a C int: up to 2 GiB of free memory at the top of the heap stays in the process.
 TRIM_THRESHOLD = 2**31 - 1
 
-_kept = False
-
 
 def keep_freed_memory() -> bool:
     """Serve allocations up to MMAP_THRESHOLDS from the heap and keep what is freed; whether glibc took both.
 
     Process-wide and inherited by forked DataLoader workers. A no-op (False) off Linux or without glibc.
     """
-    global _kept
     if not sys.platform.startswith("linux"):
         return False
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
@@ -41,10 +39,4 @@ def keep_freed_memory() -> bool:
         any(mallopt(M_MMAP_THRESHOLD, threshold) for threshold in MMAP_THRESHOLDS),
         mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD),
     ]
-    _kept = _kept or all(taken)
-    return _kept
-
-
-def freed_memory_kept() -> bool:
-    """Whether keep_freed_memory() has taken effect in this process (benchmarks record it)."""
-    return _kept
+    return all(taken)

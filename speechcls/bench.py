@@ -2,20 +2,20 @@
 
     python -m speechcls.bench --clips 2000 --steps 20 --device cpu --out outputs/bench [overrides]
 
-Clips per second both ways, and their ratio, for
+Clips per second both ways, and their ratio (torch's threads as OMP_NUM_THREADS sets them), for
 1. the data path: from files to a batch of log-mels on the device (the tutorial: decode and a new
    MelSpectrogram + AmplitudeToDB per item, no workers; ours: the waveform cache, cold and warm, read by
    a DataLoader or held on the device, log-mels computed per batch on the device);
 2. training ResNet18 for `--steps` steps (the tutorial: 3-channel ResNet18 on per-item features in a plain
    loop; ours: `python -m speechcls.train`'s composed config through Lightning, augment=none so that both
    do the same work, with any extra Hydra overrides given);
-3. prediction: the tutorial's per-file loop against our batched predict (speechcls.tutorial_baseline);
-4. detection: `python -m speechcls.detect`'s audio seconds per second with the configured model (against
-   real time: it has no tutorial counterpart).
+3. prediction: the tutorial's per-file loop (speechcls.tutorial_baseline) against our batched predict;
+4. detection: `python -m speechcls.detect`'s audio seconds per second (conf/detector's settings) against
+   real time, which is its target's unit (it has no tutorial counterpart).
 
-The clips are generated (tones in noise, 0.75 to 1 s, 16 kHz) unless `--data` names a Kaggle-layout
-folder (e.g. data/synthetic), of which `--clips` rows are sampled. Every figure is the best of `--repeats`
-rounds that run both ways in turn. Writes bench.json and bench.md.
+`--clips` rows are sampled from the train.csv of `--data`, a Kaggle-layout folder (default: the
+built-in synthetic set, data/synthetic). Every figure is the best of `--repeats` rounds that run both
+ways in turn. Writes bench.json and bench.md.
 """
 
 from __future__ import annotations
@@ -32,67 +32,44 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import lightning as L
-import numpy as np
-import pandas as pd
-import soundfile as sf
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from speechcls.allocator import freed_memory_kept, keep_freed_memory
+from speechcls.allocator import keep_freed_memory
 from speechcls.audio import SAMPLE_RATE
 from speechcls.data.cache import WaveCache
 from speechcls.data.dataset import WaveformDataset
 from speechcls.data.device_batches import DeviceBatches
-from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
+from speechcls.data.tables import read_table
 from speechcls.models.torchvision_nets import TorchvisionClassifier
+from speechcls.module import SpeechClassifier
+from speechcls.predict import predict_probabilities
 from speechcls.train import CONFIG_DIR, build_module
-from speechcls.tutorial_baseline import TutorialDataset, measure_predict_speedup
+from speechcls.tutorial_baseline import TutorialDataset, predict_per_file
 
 # Ratios to the tutorial's way asked for on the 2-core CPU (warm data path, training, prediction).
 TARGETS = {"data": 20.0, "training": 1.3, "prediction": 10.0, "detect": 30.0}
 
 
-def make_clips(root: Path, clips: int, seed: int = 0) -> Path:
-    """A Kaggle-layout folder of `clips` tones in noise whose pitch gives the class (up to 10 classes,
-    few enough for a stratified 20% validation split)."""
-    rng = np.random.default_rng(seed)
-    classes = max(2, min(10, clips // 10))
-    (root / "audio_files").mkdir(parents=True)
-    rows = []
-    for i in range(clips):
-        label = i % classes
-        t = np.arange(int(rng.uniform(0.75, 1.0) * SAMPLE_RATE)) / SAMPLE_RATE
-        wave = 0.3 * np.sin(2 * np.pi * 200 * (label + 1) * t) + 0.05 * rng.standard_normal(t.size)
-        name = f"clip_{i:06d}.wav"
-        sf.write(root / "audio_files" / name, wave.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
-        rows.append((name, f"class_{label}"))
-    table = pd.DataFrame(rows, columns=[FILE_COLUMN, TARGET_COLUMN])
-    table.to_csv(root / "train.csv", index=False)
-    table.to_csv(root / "sample_submission.csv", index=False)
-    return root
-
-
-def sample_folder(source: Path, root: Path, clips: int, seed: int = 0) -> Path:
-    """A Kaggle-layout folder of `clips` rows of `source`'s train.csv, its audio folder linked."""
-    table = read_table(source / "train.csv")
-    table = table.sample(n=min(clips, len(table)), random_state=seed)
-    root.mkdir(parents=True)
-    (root / "audio_files").symlink_to((source / "audio_files").resolve())
-    table.to_csv(root / "train.csv", index=False)
-    table.to_csv(root / "sample_submission.csv", index=False)
-    return root
+def default_data() -> Path:
+    """The built-in synthetic set (`data=synthetic`, the default), generated first if missing, as training does."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        data = compose(config_name="train").data
+    return instantiate(data.synthesizer).ensure(data.root)
 
 
 def our_config(
     root: Path, work: Path, device: str, batch_size: int, overrides: Iterable[str], entry: str = "train"
 ) -> DictConfig:
-    """The config `python -m speechcls.<entry>` composes (train or predict), on the benchmark's files."""
+    """The config `python -m speechcls.<entry>` composes (train or predict), on the benchmark's sample of
+    the folder `root` (work/train.csv)."""
     base = [
         "data=kaggle",
         f"data.root={root}",
+        f"data.train_csv={work / 'train.csv'}",
         f"data.batch_size={batch_size}",
         f"paths.root_dir={work}",
         f"paths.output_dir={work / 'run'}",
@@ -102,10 +79,6 @@ def our_config(
         base.append("augment=none")
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name=entry, overrides=[*base, *overrides])
-
-
-def plain(node: DictConfig) -> dict:
-    return OmegaConf.to_container(node, resolve=True)
 
 
 def synchronize(device: torch.device) -> None:
@@ -159,7 +132,7 @@ def bench_data(cfg: DictConfig, dataset: WaveformDataset, device: torch.device, 
     def on_device(cache: WaveCache) -> DeviceBatches:
         return DeviceBatches(cache, labels, batch_size, dataset.length, train=True, device=device)
 
-    tutorial = DataLoader(TutorialDataset(paths, labels, plain(cfg.features)), batch_size=batch_size, shuffle=True)
+    tutorial = DataLoader(TutorialDataset(paths, labels, cfg.features), batch_size=batch_size, shuffle=True)
     warm = cached()
     items = WaveformDataset(paths, labels, train=True, length=dataset.length, cache=warm)
     loader = DataLoader(
@@ -173,7 +146,29 @@ def bench_data(cfg: DictConfig, dataset: WaveformDataset, device: torch.device, 
         f"warm cache, DataLoader ({workers} workers)": lambda: drain(loader, device, features),
         "warm cache, on device": lambda: drain(device_batches, device, features),
     }
+    return best_clip_rates(ways, device, repeats)
+
+
+def best_clip_rates(ways: dict[str, Callable[[], int]], device: torch.device, repeats: int) -> dict[str, float]:
+    """`best_rates` of ways that return how many clips they handled, timed whole."""
     return best_rates({name: lambda way=way: clips_per_second(way, device) for name, way in ways.items()}, repeats)
+
+
+def bench_prediction(
+    module: SpeechClassifier, files: list[Path], batch_size: int, workers: int, device: torch.device, repeats: int
+) -> dict[str, float]:
+    """Clips per second of predicting `files`: the tutorial's loop (per file, new feature objects,
+    autograd on) against ours (the validation data path in batches, without the waveform cache, through
+    Lightning's predict loop under inference mode). Both decode every file."""
+    trainer = L.Trainer(
+        accelerator=device.type, devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    loader = DataLoader(WaveformDataset(files), batch_size=batch_size, num_workers=workers)
+    ways = {
+        "tutorial": lambda: len(predict_per_file(module, files, device)),
+        "ours": lambda: len(predict_probabilities(module, loader, trainer)),
+    }
+    return best_clip_rates(ways, device, repeats)
 
 
 def bench_tutorial_training(
@@ -183,7 +178,7 @@ def bench_tutorial_training(
     net = TorchvisionClassifier("resnet18", classes, in_channels=3).to(device)
     # The same optimizer, without the fused kernel the tutorial did not use.
     optimizer = instantiate(cfg.optimizer, fused=None)(params=net.parameters())
-    items = TutorialDataset(dataset.paths, dataset.labels, plain(cfg.features))
+    items = TutorialDataset(dataset.paths, dataset.labels, cfg.features)
     loader = DataLoader(items, batch_size=cfg.data.batch_size, shuffle=True)
     batches = itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), steps)
     running_loss, clips, start = 0.0, 0, 0.0
@@ -245,24 +240,24 @@ def bench_our_training(cfg: DictConfig, steps: int) -> float:
     return timer.rate
 
 
-def bench_detect(module: torch.nn.Module, device: torch.device, seconds: float, repeats: int) -> tuple[float, int]:
-    """Audio seconds per second of `python -m speechcls.detect`'s sliding windows (its default
-    conf/detector settings) with `module` over `seconds` of noise in 60 s blocks, best of `repeats`;
-    and the hop."""
-    settings = OmegaConf.load(Path(CONFIG_DIR) / "detector" / "default.yaml")
+def bench_detect(module: SpeechClassifier, device: torch.device, seconds: float, repeats: int) -> tuple[float, int]:
+    """Audio seconds per second of detect's sliding windows with `module` over `seconds` of noise in 60 s
+    blocks, best of `repeats`; and the hop."""
     model = module.to(device).eval()
+    settings = OmegaConf.load(Path(CONFIG_DIR) / "detector" / "default.yaml")
     detector = instantiate(settings, model=lambda wave: model(wave.to(device)), classes=module.classes)
     audio = 0.1 * torch.randn(int(seconds * SAMPLE_RATE))
-    best = 0.0
-    for _ in range(repeats):
+
+    def rate() -> float:
         start = time.perf_counter()
         detector.posteriors(audio.split(60 * SAMPLE_RATE))
         synchronize(device)
-        best = max(best, seconds / (time.perf_counter() - start))
-    return best, detector.hop
+        return seconds / (time.perf_counter() - start)
+
+    return max(rate() for _ in range(repeats)), detector.hop
 
 
-def machine(device: torch.device) -> dict:
+def machine(device: torch.device, freed_memory_kept: bool) -> dict:
     cpu = platform.processor()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -274,7 +269,7 @@ def machine(device: torch.device) -> dict:
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-        "freed_memory_kept": freed_memory_kept(),
+        "freed_memory_kept": freed_memory_kept,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -285,82 +280,65 @@ def row(measurement: str, tutorial: float, ours: float, target: float | None) ->
     return {"measurement": measurement, "tutorial": tutorial, "ours": ours, "ratio": ours / tutorial, "target": target}
 
 
-def run(
-    clips: int,
-    steps: int,
-    device_name: str,
-    out: Path,
-    data: Path | None = None,
-    predict_clips: int | None = None,
-    batch_size: int = 64,
-    overrides: Iterable[str] = (),
-    repeats: int = 3,
-    detect_seconds: float = 120.0,
-) -> dict:
-    """All four measurements; returns what is written to `out`/bench.json (and bench.md)."""
-    device = torch.device(device_name)
+def run(args: argparse.Namespace, freed_memory_kept: bool) -> dict:
+    """All four measurements; returns what is written to `args.out`/bench.json (and bench.md)."""
+    device = torch.device(args.device)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="speechcls-bench-") as work:
         work = Path(work)
-        root = sample_folder(data, work / "data", clips) if data else make_clips(work / "data", clips)
-        cfg = our_config(root, work, device.type, batch_size, overrides)
+        root = args.data or default_data()
+        table = read_table(root / "train.csv")
+        table.sample(n=min(args.clips, len(table)), random_state=0).to_csv(work / "train.csv", index=False)
+        cfg = our_config(root, work, device.type, args.batch_size, args.overrides)
         L.seed_everything(cfg.seed, workers=True)
         # The training split of our data module: the files both ways read in every measurement.
         split = instantiate(cfg.data, cache=False, on_device=False)
         split.setup("fit")
         train = split.splits["train"]
-        data_rates = bench_data(cfg, train, device, repeats)
+        data_rates = bench_data(cfg, train, device, args.repeats)
         training = best_rates(
             {
-                "tutorial": lambda: bench_tutorial_training(cfg, train, len(split.classes), steps, device),
-                "ours": lambda: bench_our_training(cfg, steps),
+                "tutorial": lambda: bench_tutorial_training(cfg, train, len(split.classes), args.steps, device),
+                "ours": lambda: bench_our_training(cfg, args.steps),
             },
-            repeats,
+            args.repeats,
         )
-        module = build_module(cfg, split.classes)
-        files = train.paths[:predict_clips]
+        files = train.paths[: args.predict_clips]
         # Prediction's own loader settings (on a CPU no workers), with the command line's data overrides.
-        data_overrides = [o for o in overrides if o.startswith("data.")]
-        workers = our_config(root, work, device.type, batch_size, data_overrides, "predict").data.num_workers
-        predictions = [
-            measure_predict_speedup(module, files, batch_size, workers, device_name) for _ in range(repeats)
-        ]
-        detect_rate, hop = bench_detect(module, device, detect_seconds, repeats)
+        data_overrides = [o for o in args.overrides if o.startswith("data.")]
+        workers = our_config(root, work, device.type, args.batch_size, data_overrides, "predict").data.num_workers
+        module = build_module(cfg, split.classes)
+        prediction = bench_prediction(module, files, args.batch_size, workers, device, args.repeats)
+        detect_rate, hop = bench_detect(module, device, args.detect_seconds, args.repeats)
     tutorial_data = data_rates.pop("tutorial")
     rows = [
         row(f"data path, {name}", tutorial_data, rate, TARGETS["data"] if "warm" in name else None)
         for name, rate in data_rates.items()
     ]
-    name = f"training ResNet18, {steps} steps"
+    name = f"training ResNet18, {args.steps} steps"
     rows.append(row(name, training["tutorial"], training["ours"], TARGETS["training"]))
-    rows.append(
-        row(
-            f"prediction, {len(files)} files ({workers} loader workers)",
-            max(p["tutorial_clips_per_s"] for p in predictions),
-            max(p["batched_clips_per_s"] for p in predictions),
-            TARGETS["prediction"],
-        )
-    )
-    # Real time in the tutorial's column: detection has no tutorial counterpart, its target is a speed.
-    rows.append(row(f"detect, {detect_seconds:g} s of audio, hop {hop} (audio s/s; tutorial: real time)", 1.0, detect_rate, TARGETS["detect"]))
+    name = f"prediction, {len(files)} files ({workers} loader workers)"
+    rows.append(row(name, prediction["tutorial"], prediction["ours"], TARGETS["prediction"]))
+    name = f"detect, {args.detect_seconds:g} s of audio, hop {hop} (audio s/s; tutorial: real time)"
+    rows.append(row(name, 1.0, detect_rate, TARGETS["detect"]))
     result = {
         # Other processes' load, on which a shared machine's figures depend.
-        "machine": {**machine(device), "load_average_1min": [load_before, os.getloadavg()[0]]},
+        "machine": {**machine(device, freed_memory_kept), "load_average_1min": [load_before, os.getloadavg()[0]]},
         "settings": {
-            "clips": clips,
+            "clips": args.clips,
             "train_clips": len(train),
-            "steps": steps,
-            "batch_size": batch_size,
-            "repeats": repeats,
-            "detect_seconds": detect_seconds,
-            "data": str(data) if data else "generated",
-            "overrides": list(overrides),
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "repeats": args.repeats,
+            "detect_seconds": args.detect_seconds,
+            "data": str(args.data or "the synthetic set"),
+            "overrides": list(args.overrides),
         },
         "rows": rows,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(result, indent=2))
-    (out / "bench.md").write_text(markdown(result))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(result, indent=2))
+    (args.out / "bench.md").write_text(markdown(result))
     return result
 
 
@@ -391,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--clips", type=int, default=2000, help="clips to generate or sample (80%% train)")
+    parser.add_argument("--clips", type=int, default=2000, help="clips to sample (80%% train)")
     parser.add_argument("--steps", type=int, default=20, help="training steps each way (the first is not timed)")
     parser.add_argument(
         "--predict-clips", type=int, default=None,
@@ -401,9 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="rounds of every measurement; the best counts")
     parser.add_argument("--detect-seconds", type=float, default=120.0, help="seconds of audio detect slides over")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for both ways (default: torch's)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--data", type=Path, default=None, help="a Kaggle-layout folder to sample clips from")
+    parser.add_argument("--data", type=Path, default=None, help="a Kaggle-layout folder to sample clips from (default: the synthetic set)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     parser.add_argument(
         "--default-malloc", action="store_true",
@@ -411,22 +388,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of our config, e.g. module.channels_last=false")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if not args.default_malloc:  # as our entry points do; both ways run in this process
-        keep_freed_memory()
-    result = run(
-        args.clips,
-        args.steps,
-        args.device,
-        args.out,
-        args.data,
-        args.predict_clips,
-        args.batch_size,
-        args.overrides,
-        args.repeats,
-        args.detect_seconds,
-    )
+    # As CPU runs of our entry points do (callbacks.cpu_tuning); process-wide, so for both ways.
+    kept = not args.default_malloc and keep_freed_memory()
+    if args.default_malloc:
+        args.overrides.append("callbacks.cpu_tuning.reuse_freed_memory=false")
+    result = run(args, kept)
     print(markdown(result))
     print(f"written: {args.out / 'bench.json'}, {args.out / 'bench.md'}")
 

@@ -41,24 +41,18 @@ def resolve_checkpoint(spec: str | Path, runs_dir: str | Path, run_dir_means: st
     under `runs_dir` (e.g. outputs/train/runs). A file that is not a training checkpoint gets a
     CheckpointError naming it.
     """
-    path = _find_checkpoint(str(spec), runs_dir, run_dir_means)
-    read_checkpoint(path)
-    return path
-
-
-def _find_checkpoint(spec: str, runs_dir: str | Path, run_dir_means: str) -> Path:
-    text = spec
-    if text in ("best", "last"):
-        return _from_run(latest_run(runs_dir), text)
-    kind = run_dir_means
+    text, kind = str(spec), run_dir_means
     if text.endswith(":last"):
         text, kind = text[: -len(":last")], "last"
     path = Path(text)
-    if path.is_file():
-        return path
-    if path.is_dir():
-        return _from_run(path, kind)
-    raise FileNotFoundError(f"checkpoint {spec!r}: no such file or run directory")
+    if text in ("best", "last"):
+        path = _from_run(latest_run(runs_dir), text)
+    elif path.is_dir():
+        path = _from_run(path, kind)
+    elif not path.is_file():
+        raise FileNotFoundError(f"checkpoint {spec!r}: no such file or run directory")
+    read_checkpoint(path)
+    return path
 
 
 def latest_run(runs_dir: str | Path) -> Path:

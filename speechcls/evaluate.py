@@ -2,10 +2,11 @@
 
 `ckpt_path=...` runs the model on `data.test_csv` (the built-in sets' held-out voices; any labelled
 file_name,target CSV, absolute or in data.root), or on the validation split where that is null;
-`submission=<csv>` scores a submission against `data.test_csv` without a model. Writes into the run directory: metrics.json,
-classification_report.csv (per class), confusion_matrix.csv and .png (rows: true, columns: predicted)
-and misclassified.csv (most confident mistakes first). Labels with engine, voice or channel columns (the
-built-in sets' test_labels.csv) add accuracy_by_condition.csv and those accuracies in metrics.json.
+`submission=<csv>` scores a submission against `data.test_csv` without a model. Writes into the run
+directory: metrics.json, classification_report.csv (per class), confusion_matrix.csv (counts; rows: true,
+columns: predicted) and its row-normalised figure confusion_matrix.png, and misclassified.csv (most
+confident mistakes first). Labels with engine, voice or channel columns (the built-in sets'
+test_labels.csv) add accuracy_by_condition.csv and those accuracies in metrics.json.
 """
 
 from __future__ import annotations
@@ -16,21 +17,24 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
-import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
-from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
-from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
+from speechcls.callbacks.figures import confusion_figure
 from speechcls.checkpoints import resolve_checkpoint
-from speechcls.data.conditions import PREDICTED_COLUMN, accuracy_by_condition, with_conditions
+from speechcls.data.conditions import (
+    CONFIDENCE_COLUMN,
+    PREDICTED_COLUMN,
+    accuracy_by_condition,
+    results_of_test_split,
+    with_conditions,
+)
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
 from speechcls.predict import load_classifier, make_trainer, predict_probabilities
 from speechcls.submission import check_submission
 from speechcls.train import CONFIG_DIR
-
-CONFIDENCE_COLUMN = "confidence"
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -40,7 +44,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         source = f"submission {cfg.submission}"
     else:
         results, classes = run_model(cfg)
-        source = f"checkpoint on {cfg.data.test_csv or 'the validation split'}"
+        source = f"checkpoint on {cfg.data.get('test_csv') or 'the validation split'}"
     return write_reports(results, classes, Path(cfg.paths.output_dir), source)
 
 
@@ -51,31 +55,19 @@ def run_model(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
     classes = classifier.classes
     # Labels are indexed by the checkpoint's classes: an unknown label is an error naming it.
     datamodule = instantiate(cfg.data, classes=classes)
-    if cfg.data.test_csv is None:
+    if cfg.data.get("test_csv") is None:  # (data=speechcommands has no such key)
         warn_if_split_differs(cfg, checkpoint)
         datamodule.setup("validate")
     elif datamodule.task == 12:  # the test split training tests on: drawn _unknown_ clips, silence
         datamodule.setup("test")
     loader = datamodule.test_dataloader()
     probabilities = predict_probabilities(classifier, loader, make_trainer(cfg), cfg.tta_shifts)
-    confidence, predicted = probabilities.max(dim=1)
-    dataset = loader.dataset
-    results = pd.DataFrame(
-        {
-            FILE_COLUMN: datamodule.file_names(dataset),
-            TARGET_COLUMN: [classes[i] for i in dataset.labels],
-            PREDICTED_COLUMN: [classes[i] for i in predicted.tolist()],
-            CONFIDENCE_COLUMN: confidence.numpy(),
-        }
-    )
-    if cfg.data.test_csv is not None:
-        results = with_conditions(results, read_table(datamodule.root / cfg.data.test_csv))
-    return results, classes
+    return results_of_test_split(datamodule, probabilities), classes
 
 
 def score_submission(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
     """The submission's labels beside the answers, and the answers' classes (its labels must be among them)."""
-    if not cfg.data.test_csv:
+    if not cfg.data.get("test_csv"):
         raise ValueError("scoring a submission needs the answers: data.test_csv=<file_name,target CSV>")
     answers = read_table(Path(cfg.data.root) / cfg.data.test_csv)
     submission = read_table(cfg.submission)
@@ -109,7 +101,9 @@ def write_reports(results: pd.DataFrame, classes: Sequence[str], output_dir: Pat
     matrix = confusion_matrix(true, predicted, labels=classes)
     table = pd.DataFrame(matrix, index=pd.Index(classes, name="true"), columns=classes)
     table.to_csv(output_dir / "confusion_matrix.csv")
-    confusion_figure(matrix, classes).savefig(output_dir / "confusion_matrix.png", dpi=150, bbox_inches="tight")
+    # The figure as TensorBoard shows it: each row as fractions of its true class.
+    shares = confusion_matrix(true, predicted, labels=classes, normalize="true")
+    confusion_figure(shares, classes).savefig(output_dir / "confusion_matrix.png", dpi=150)
     if CONFIDENCE_COLUMN in wrong:
         wrong = wrong.sort_values(CONFIDENCE_COLUMN, ascending=False, kind="stable")
     wrong.to_csv(output_dir / "misclassified.csv", index=False, float_format="%.4f")
@@ -139,21 +133,6 @@ def condition_lines(by_condition: pd.DataFrame, most: int = 12) -> list[str]:
         lines.append(f"{condition:>14}:")
         lines += [f"{value:>22}: {accuracy:.4f} ({clips} clips)" for value, clips, accuracy in rows[["value", "clips", "accuracy"]].itertuples(index=False)]
     return lines
-
-
-def confusion_figure(matrix: np.ndarray, classes: Sequence[str]) -> Figure:
-    """The confusion matrix as a figure sized to stay readable at 35 classes; zero cells left blank."""
-    side = max(4.0, 0.3 * len(classes) + 2.0)
-    figure = Figure(figsize=(side, side))
-    axes = figure.add_subplot()
-    display = ConfusionMatrixDisplay(matrix, display_labels=list(classes))
-    display.plot(ax=axes, xticks_rotation="vertical", colorbar=False, cmap="Blues", values_format="d")
-    for text, count in zip(display.text_.ravel(), matrix.ravel()):
-        text.set_visible(count > 0)
-        text.set_fontsize(7 if len(classes) > 20 else 10)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    return figure
 
 
 def warn_if_split_differs(cfg: DictConfig, checkpoint: Path) -> None:

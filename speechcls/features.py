@@ -1,6 +1,9 @@
-"""Log-mel spectrograms computed on batches, on the training device."""
+"""Mel spectrograms computed on batches, on the training device: compressed to dB (log-mel) or by
+per-channel energy normalisation (PCEN), optionally standardised per clip."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torchaudio
@@ -9,8 +12,16 @@ from torch import nn
 from speechcls.audio import SAMPLE_RATE
 
 
+NORMALIZATIONS = ("none", "clip")
+
+
 class LogMel(nn.Module):
-    """Waveforms (batch, samples) -> log-mel spectrograms (batch, 1, n_mels, frames) in dB."""
+    """Waveforms (batch, samples) -> mel spectrograms (batch, 1, n_mels, frames), the power in dB.
+
+    `pcen`: compress the mel power by PCEN instead of dB (`top_db` then has no use). `normalize="clip"`:
+    standardise each clip's features to mean 0 and standard deviation 1 over all its mel bins and
+    frames, so a clip's loudness and recording level do not shift its features; never over the batch.
+    """
 
     def __init__(
         self,
@@ -22,8 +33,12 @@ class LogMel(nn.Module):
         f_min: float = 0.0,
         f_max: float | None = None,
         top_db: float | None = 80.0,
+        pcen: PCEN | None = None,
+        normalize: str = "none",
     ) -> None:
         super().__init__()
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"LogMel: normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate,
             n_fft=n_fft,
@@ -33,14 +48,16 @@ class LogMel(nn.Module):
             f_min=f_min,
             f_max=f_max,
         )
-        self.to_db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=top_db)
+        self.compress = pcen if pcen is not None else torchaudio.transforms.AmplitudeToDB("power", top_db)
+        self.normalize = normalize
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         # The explicit channel axis matters: AmplitudeToDB applies top_db per item only for
         # (batch, channel, freq, time); for (batch, freq, time) it clamps the whole batch at once,
         # making an item's features depend on the other clips in its batch.
         with torch.autocast(device_type=wave.device.type, enabled=False):
-            return self.to_db(self.mel_power(wave.float()).unsqueeze(1))
+            features = self.compress(self.mel_power(wave.float()).unsqueeze(1))
+            return standardize_clips(features) if self.normalize == "clip" else features
 
     def mel_power(self, wave: torch.Tensor) -> torch.Tensor:
         """`self.mel(wave)` (batch, n_mels, frames), from its window and filterbank, cheaper on a CPU.
@@ -56,6 +73,62 @@ class LogMel(nn.Module):
         spectrum = torch.fft.rfft(reflect_pad(wave, n_fft // 2).unfold(-1, n_fft, hop) * window)
         power = spectrum.real.square().addcmul_(spectrum.imag, spectrum.imag)  # re^2 + im^2 in two passes
         return (power @ self.mel.mel_scale.fb).transpose(-1, -2)
+
+
+def standardize_clips(features: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Each clip's features (batch, ..., n_mels, frames) less their mean, over their standard deviation
+    (population, ddof 0), both over the clip's mel bins and frames."""
+    variance, mean = torch.var_mean(features, dim=(-2, -1), correction=0, keepdim=True)
+    return (features - mean) * torch.rsqrt(variance + eps)
+
+
+class PCEN(nn.Module):
+    """Per-channel energy normalisation (Wang et al., 2017) of mel power (..., n_mels, frames), as
+    `librosa.pcen` defines it (its defaults, max_size=1):
+
+        M[t] = (1 - s) M[t-1] + s E[t], M[-1] = 1 (librosa's initial state)
+        PCEN = (E / (eps + M) ** gain + bias) ** power - bias ** power
+
+    M smooths each mel channel over time; s follows from `time_constant` (seconds) at the frame rate
+    sample_rate / hop_length as in librosa. Each clip is filtered on its own.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        hop_length: int = 512,
+        time_constant: float = 0.4,
+        gain: float = 0.98,
+        bias: float = 2.0,
+        power: float = 0.5,
+        eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        if time_constant <= 0 or gain < 0 or bias <= 0 or power <= 0 or eps <= 0:
+            raise ValueError(
+                "PCEN: time_constant, bias, power and eps must be positive and gain non-negative, got "
+                f"time_constant={time_constant} gain={gain} bias={bias} power={power} eps={eps}"
+            )
+        frames = time_constant * sample_rate / hop_length
+        # librosa's smoothing coefficient: the filter's squared response is half its peak at 1 / frames.
+        self.smoothing = (math.sqrt(1 + 4 * frames**2) - 1) / (2 * frames**2)
+        self.gain, self.bias, self.power, self.eps = gain, bias, power, eps
+
+    def forward(self, energy: torch.Tensor) -> torch.Tensor:
+        normalized = energy / (self.eps + self.smooth(energy)) ** self.gain
+        # (x + bias) ** power - bias ** power without cancellation for small x, as librosa computes it.
+        return self.bias**self.power * torch.expm1(self.power * torch.log1p(normalized / self.bias))
+
+    def smooth(self, energy: torch.Tensor) -> torch.Tensor:
+        """M of every channel at once: the recursion unrolled into one product with a (frames, frames)
+        matrix whose entry [k, t], E[k]'s weight in M[t], is s (1 - s) ** (t - k) for k <= t, plus the
+        initial state's share (1 - s) ** (t + 1). Built in float64 on the CPU (any device can take it)."""
+        t = torch.arange(energy.shape[-1], dtype=torch.float64)
+        lag = t[None, :] - t[:, None]
+        decay = 1 - self.smoothing
+        weights = self.smoothing * decay ** lag.clamp_min(0) * (lag >= 0)
+        like = {"device": energy.device, "dtype": energy.dtype}
+        return energy @ weights.to(**like) + (decay ** (t + 1)).to(**like)
 
 
 def reflect_pad(wave: torch.Tensor, width: int) -> torch.Tensor:

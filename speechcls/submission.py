@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from speechcls.atomic import atomic_write
-from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, listed
 
 
 class SubmissionError(ValueError):
@@ -35,13 +35,13 @@ def check_submission(
     files = submission[FILE_COLUMN].tolist()
     duplicated = sorted(set(submission[FILE_COLUMN][submission[FILE_COLUMN].duplicated()]))
     if duplicated:
-        raise SubmissionError(f"{name}: file names listed more than once: {_some(duplicated)}")
+        raise SubmissionError(f"{name}: file names listed more than once: {listed(duplicated, repr)}")
     missing = sorted(set(expected_files) - set(files))
     if missing:
-        raise SubmissionError(f"{name}: {len(missing)} file(s) missing: {_some(missing)}")
+        raise SubmissionError(f"{name}: {len(missing)} file(s) missing: {listed(missing, repr)}")
     extra = sorted(set(files) - set(expected_files))
     if extra:
-        raise SubmissionError(f"{name}: {len(extra)} file(s) not in the sample: {_some(extra)}")
+        raise SubmissionError(f"{name}: {len(extra)} file(s) not in the sample: {listed(extra, repr)}")
     if ordered and files != list(expected_files):
         row = next(i for i, (got, want) in enumerate(zip(files, expected_files)) if got != want)
         raise SubmissionError(
@@ -50,7 +50,7 @@ def check_submission(
         )
     unknown = sorted(set(submission[TARGET_COLUMN]) - set(classes))
     if unknown:
-        raise SubmissionError(f"{name}: unknown label(s) {_some(unknown)}; known: {list(classes)}")
+        raise SubmissionError(f"{name}: unknown label(s) {listed(unknown, repr)}; known: {list(classes)}")
 
 
 def write_csv_atomically(table: pd.DataFrame, path: str | Path) -> Path:
@@ -64,8 +64,3 @@ def write_submission(submission: pd.DataFrame, path: str | Path, sample: pd.Data
     """Check `submission` against the sample's rows and `classes`, then write it atomically."""
     check_submission(submission, sample[FILE_COLUMN].tolist(), classes, name=str(path))
     return write_csv_atomically(submission, path)
-
-
-def _some(names: Sequence[str], most: int = 5) -> str:
-    shown = ", ".join(repr(n) for n in names[:most])
-    return shown + (f" (+{len(names) - most} more)" if len(names) > most else "")

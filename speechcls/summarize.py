@@ -1,8 +1,11 @@
 """Sweep summaries: one row per job of a Hydra multirun, written as summary.csv and summary.md.
 
 Every job directory holds `.hydra/overrides.yaml` and `.hydra/config.yaml` (written by Hydra) and
-`metrics.json` (written by `speechcls.train`, for a failed job too). The `SweepSummary` Hydra callback
-(conf/hydra/default.yaml) writes and prints the summary when a multirun ends; it can be rebuilt later:
+`metrics.json` (written by `speechcls.train`, for a failed job too). When the sweep varies `seed`, the
+jobs that differ only in their seed are also summarised together (`seed_statistics`): mean and sample
+standard deviation (ddof 1) of every metric, in summary_by_recipe.csv, a second table of summary.md and
+summary_by_recipe.png. The `SweepSummary` Hydra callback (conf/hydra/default.yaml) writes and prints
+all of it when a multirun ends; it can be rebuilt later:
 
     python -m speechcls.summarize outputs/train/multiruns/2025-01-01_12-00-00
 """
@@ -18,10 +21,13 @@ from typing import Any, NamedTuple
 import pandas as pd
 import yaml
 from hydra.experimental.callback import Callback
+from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
 METRICS_FILE = "metrics.json"
 HYDRA_DIR = ".hydra"
+SEED = "seed"
+EPOCH_TIME = "time/epoch_s"  # the last training epoch's, logged by speechcls.callbacks.Throughput
 
 
 def job_dirs(sweep_dir: str | Path) -> list[Path]:
@@ -53,13 +59,15 @@ class Summary(NamedTuple):
     table: pd.DataFrame  # one row per job, best first; failed and unfinished jobs last
     sorted_by: str  # the column of the optimized metric
     shared: dict[str, str]  # the overrides all jobs have in common (left out of the table)
+    varied: list[str]  # the override columns: the overrides that differ between jobs
 
 
 def summarize(sweep_dir: str | Path, mode: str = "max") -> Summary:
     """One row per job of the sweep, sorted by the optimized metric in direction `mode`.
 
     Columns: job, the overrides that differ between jobs, the best validation value of the optimized
-    metric, its test counterpart, epochs, wall time, checkpoint, status and error.
+    metric, its test counterpart and that metric's breakdowns (e.g. test/acc/<engine> of the two-engine
+    set), epochs, the last epoch's time, wall time, checkpoint, status and error.
     """
     jobs = [read_job(job) for job in job_dirs(sweep_dir)]
     if not jobs:
@@ -76,7 +84,9 @@ def summarize(sweep_dir: str | Path, mode: str = "max") -> Summary:
             # The checkpoint callback's best value; the last epoch's when it did not record one.
             best: job["metrics"].get(f"best/{metric}", job["metrics"].get(metric)),
             test: job["metrics"].get(test),
+            **{name: value for name, value in job["metrics"].items() if name.startswith(f"{test}/")},
             "epochs": job["epochs"],
+            EPOCH_TIME: job["metrics"].get(EPOCH_TIME),
             "wall_time_s": job["wall_time_s"],
             "checkpoint": job["checkpoint"],
             "status": job["status"],
@@ -86,13 +96,40 @@ def summarize(sweep_dir: str | Path, mode: str = "max") -> Summary:
     ]
     table = pd.DataFrame(rows).astype({"epochs": "Int64"})
     table = table.sort_values(best, ascending=mode == "min", na_position="last", kind="stable")
-    return Summary(table.reset_index(drop=True), best, shared)
+    varied = [key for key in overrides.columns if key not in shared]
+    return Summary(table.reset_index(drop=True), best, shared, varied)
+
+
+def seed_statistics(summary: Summary) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of every metric, one row per group of jobs whose overrides
+    differ only in `seed` (a recipe on a data set, in the recipe study).
+
+    The standard deviation is the sample one (ddof 1, as `statistics.stdev`): NaN for a single seed.
+    Only finished jobs count: `seeds` is their number, `jobs` that of the group's jobs.
+    Columns: the grouping overrides, jobs, seeds, then `<metric> mean` and `<metric> std` per metric.
+    """
+    table = summary.table
+    keys = [key for key in summary.varied if key != SEED]
+    metrics = [
+        column for column in table.columns
+        if column not in [*summary.varied, "epochs"] and pd.api.types.is_numeric_dtype(table[column])
+    ]  # fmt: skip
+    finished = table[metrics].where(table["status"] == "ok")  # a failed job's last values do not count
+    finished = finished.assign(jobs=1, seeds=(table["status"] == "ok").astype(int))
+    groups = finished.groupby([table[key].fillna("") for key in keys] if keys else [0] * len(table))
+    columns = {"jobs": groups["jobs"].sum(), "seeds": groups["seeds"].sum()}
+    for metric in metrics:
+        columns[f"{metric} mean"] = groups[metric].mean()
+        columns[f"{metric} std"] = groups[metric].std(ddof=1)
+    return pd.DataFrame(columns).reset_index(drop=not keys)
 
 
 def write_summary(sweep_dir: str | Path, mode: str = "max") -> str:
-    """Write summary.csv and summary.md into the sweep directory; returns the Markdown."""
+    """Write summary.csv and summary.md into the sweep directory, and when the sweep varies `seed`
+    summary_by_recipe.csv and summary_by_recipe.png; returns the Markdown."""
     sweep_dir = Path(sweep_dir)
-    table, sorted_by, shared = summarize(sweep_dir, mode)
+    summary = summarize(sweep_dir, mode)
+    table, sorted_by, shared, varied = summary
     table.to_csv(sweep_dir / "summary.csv", index=False)
     lines = [f"# Sweep {sweep_dir}", "", f"{len(table)} jobs, sorted by {sorted_by} ({mode})."]
     if shared:
@@ -101,14 +138,68 @@ def write_summary(sweep_dir: str | Path, mode: str = "max") -> str:
     for metric in table.columns[(table.dtypes == float) & (table.columns != "wall_time_s")]:
         shown[metric] = table[metric].map(lambda value: "" if pd.isna(value) else f"{value:.4f}")
     # Overrides stay as Hydra recorded them (strings), not reformatted as numbers.
-    markdown = "\n".join([*lines, "", shown.to_markdown(index=False, disable_numparse=True), ""])
+    lines += ["", shown.to_markdown(index=False, disable_numparse=True), ""]
+    if SEED in varied:
+        statistics = seed_statistics(summary)
+        statistics.to_csv(sweep_dir / "summary_by_recipe.csv", index=False)
+        seed_statistics_figure(statistics).savefig(sweep_dir / "summary_by_recipe.png")
+        lines += [
+            "## Mean ± standard deviation over seeds",
+            "",
+            "Jobs that differ only in `seed`, together; sample standard deviation (ddof 1). summary_by_recipe.csv "
+            "holds the numbers, summary_by_recipe.png the bars.",
+            "",
+            plus_minus_table(statistics).to_markdown(index=False, disable_numparse=True),
+            "",
+        ]
+    markdown = "\n".join(lines)
     (sweep_dir / "summary.md").write_text(markdown)
     return markdown
 
 
+def statistic_columns(statistics: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(the grouping overrides, the metrics) of a `seed_statistics` table."""
+    metrics = [column.removesuffix(" mean") for column in statistics.columns if column.endswith(" mean")]
+    return list(statistics.columns[: list(statistics.columns).index("jobs")]), metrics
+
+
+def plus_minus_table(statistics: pd.DataFrame) -> pd.DataFrame:
+    """`mean ± std` strings: seconds to 0.1, other metrics to 4 decimals; the mean alone for one seed."""
+    keys, metrics = statistic_columns(statistics)
+    shown = statistics[[*keys, "jobs", "seeds"]].astype(str)
+    for metric in metrics:
+        digits = 1 if metric in ("wall_time_s", EPOCH_TIME) else 4
+        shown[metric] = [
+            "" if pd.isna(mean) else f"{mean:.{digits}f}" + ("" if pd.isna(std) else f" ± {std:.{digits}f}")
+            for mean, std in zip(statistics[f"{metric} mean"], statistics[f"{metric} std"])
+        ]
+    return shown
+
+
+def seed_statistics_figure(statistics: pd.DataFrame) -> Figure:
+    """Horizontal bars of the mean with the standard deviation as error bars, one bar per group (coloured
+    by its last grouping override, the recipe in the study) and one panel per test metric and for the
+    time per epoch."""
+    keys, metrics = statistic_columns(statistics)
+    panels = [metric for metric in metrics if metric.startswith("test/") or metric == EPOCH_TIME] or metrics[:1]
+    labels = [", ".join(f"{key}={row[key]}" for key in keys) or "all jobs" for _, row in statistics.iterrows()]
+    hue = statistics[keys[-1]] if keys else pd.Series([""] * len(statistics))
+    colours = [f"C{sorted(hue.unique()).index(value) % 10}" for value in hue]
+    figure = Figure(figsize=(1.5 + 3.5 * len(panels), 1.0 + 0.35 * len(statistics)), dpi=100, layout="constrained")
+    positions = range(len(statistics))
+    for axes, metric in zip(figure.subplots(1, len(panels), sharey=True, squeeze=False)[0], panels):
+        mean, std = statistics[f"{metric} mean"], statistics[f"{metric} std"].fillna(0)  # one seed: no bar
+        axes.barh(positions, mean, xerr=std, color=colours, capsize=3)
+        axes.set_title(metric, fontsize=9)
+        axes.grid(axis="x", alpha=0.3)
+    figure.axes[0].set_yticks(positions, labels, fontsize=8)
+    figure.axes[0].invert_yaxis()  # the table's order, top to bottom
+    return figure
+
+
 class SweepSummary(Callback):
-    """Hydra callback: when a multirun ends, write summary.csv and summary.md into its sweep
-    directory and print the table. `mode` is the direction of the optimized metric (max or min)."""
+    """Hydra callback: when a multirun ends, write the summary (`write_summary`) into its sweep
+    directory and print its tables. `mode` is the direction of the optimized metric (max or min)."""
 
     def __init__(self, mode: str = "max") -> None:
         self.mode = mode
@@ -119,7 +210,7 @@ class SweepSummary(Callback):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Rebuild summary.csv and summary.md of a sweep directory.")
+    parser = argparse.ArgumentParser(description="Rebuild the summary of a sweep directory (summary.csv, summary.md, summary_by_recipe.*).")
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory, e.g. outputs/train/multiruns/<time>")
     parser.add_argument("--mode", choices=("max", "min"), default="max", help="direction of the optimized metric")
     args = parser.parse_args(argv)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -23,8 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from speechcls.atomic import atomic_write
 from speechcls.checkpoints import read_checkpoint, resolve_checkpoint
-from speechcls.data.conditions import PREDICTED_COLUMN, accuracy_by_condition, with_conditions
-from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
+from speechcls.data.conditions import accuracy_by_condition, results_of_test_split
+from speechcls.data.tables import read_table
 from speechcls.module import SpeechClassifier
 from speechcls.summarize import METRICS_FILE
 
@@ -135,23 +134,12 @@ def train(cfg: DictConfig) -> float | None:
 def test_accuracy_by_engine(trainer: L.Trainer, module: SpeechClassifier, datamodule) -> dict[str, float]:
     """`test/acc/<engine>` when the test labels name each clip's engine (the two-engine set), also
     logged to the run's loggers. `module` holds the tested (best) weights: trainer.test loaded them."""
-    if datamodule.test_csv is None:
+    if datamodule.test_csv is None or "engine" not in read_table(datamodule.root / datamodule.test_csv):
         return {}
-    labels = read_table(datamodule.root / datamodule.test_csv)
-    if "engine" not in labels:
-        return {}
-    loader = datamodule.test_dataloader()
-    predicted = torch.cat(trainer.predict(module, dataloaders=loader)).argmax(dim=1)
-    dataset = loader.dataset
-    results = pd.DataFrame(
-        {
-            FILE_COLUMN: datamodule.file_names(dataset),
-            TARGET_COLUMN: dataset.labels,  # class indices: only their equality counts here
-            PREDICTED_COLUMN: predicted.tolist(),
-        }
-    )
-    by_engine = accuracy_by_condition(with_conditions(results, labels[[FILE_COLUMN, "engine"]]))
-    metrics = {f"test/acc/{engine}": float(accuracy) for engine, accuracy in by_engine[["value", "accuracy"]].itertuples(index=False)}
+    probabilities = torch.cat(trainer.predict(module, dataloaders=datamodule.test_dataloader())).float().cpu()
+    by_condition = accuracy_by_condition(results_of_test_split(datamodule, probabilities))
+    by_engine = by_condition[by_condition.condition == "engine"][["value", "accuracy"]]
+    metrics = {f"test/acc/{engine}": float(accuracy) for engine, accuracy in by_engine.itertuples(index=False)}
     for logger in trainer.loggers:
         logger.log_metrics(metrics, step=trainer.global_step)
     return metrics

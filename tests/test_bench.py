@@ -32,10 +32,10 @@ def test_the_table_judges_each_ratio_against_its_target():
     assert "| untargeted | 100 | 300 | 3.0× |  |" in table
 
 
-def test_the_benchmark_reports_data_training_and_prediction_both_ways(tmp_path, capsys):
+def test_the_benchmark_reports_data_training_and_prediction_both_ways(tmp_path, capsys, kaggle_root):
     out = tmp_path / "bench"
     tiny = ["--clips", "24", "--steps", "2", "--predict-clips", "4", "--batch-size", "8", "--repeats", "1", "--detect-seconds", "3"]
-    main([*tiny, "--device", "cpu", "--out", str(out)])
+    main([*tiny, "--data", str(kaggle_root), "--device", "cpu", "--out", str(out)])
     result = json.loads((out / "bench.json").read_text())
     names = [row["measurement"] for row in result["rows"]]
     assert [name.split(",")[0] for name in names] == ["data path"] * 3 + ["training ResNet18", "prediction", "detect"]
@@ -47,6 +47,6 @@ def test_the_benchmark_reports_data_training_and_prediction_both_ways(tmp_path, 
     assert all(row["tutorial"] > 0 and row["ours"] > 0 for row in result["rows"])
     machine = result["machine"]
     assert machine["device"] == "cpu" and machine["torch"] == torch.__version__ and machine["torch_threads"] >= 1
-    assert result["settings"]["train_clips"] == 19
+    assert result["settings"]["train_clips"] == 19 and result["settings"]["data"] == str(kaggle_root)
     table = (out / "bench.md").read_text()
     assert table == markdown(result) and table in capsys.readouterr().out

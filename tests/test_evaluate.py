@@ -117,9 +117,10 @@ def test_a_bad_submission_is_rejected(tmp_path, kaggle_root, rows, targets, mess
     assert not (tmp_path / "run").exists()
 
 
-def test_scoring_a_submission_without_answers_says_what_is_missing(tmp_path, kaggle_root):
+@pytest.mark.parametrize("data", ["kaggle", "speechcommands"])  # speechcommands has no data.test_csv key
+def test_scoring_a_submission_without_answers_says_what_is_missing(tmp_path, kaggle_root, data):
     pd.read_csv(kaggle_root / "test_labels.csv").to_csv(tmp_path / "submission.csv", index=False)
-    cfg = compose_evaluate(tmp_path, "data=kaggle", f"data.root={kaggle_root}", f"submission={tmp_path / 'submission.csv'}")
+    cfg = compose_evaluate(tmp_path, f"data={data}", f"data.root={kaggle_root}", f"submission={tmp_path / 'submission.csv'}")
     with pytest.raises(ValueError, match=r"needs the answers: data\.test_csv="):
         evaluate(cfg)
 

@@ -1,6 +1,7 @@
 import itertools
 import json
 import math
+import statistics
 from pathlib import Path
 
 import pandas as pd
@@ -125,8 +126,8 @@ def test_summary_ranks_by_the_optimized_metric_and_lists_unfinished_jobs(tmp_pat
     write_job(tmp_path, "10", ["seed=1", "model=b"], ok(0.7))
     write_job(tmp_path, "3", ["seed=1", "model=c"], {"status": "failed", "error": "RuntimeError: out of\nmemory"})
     write_job(tmp_path, "4", ["seed=1", "model=d"])  # killed before it wrote metrics.json
-    table, sorted_by, shared = summarize.summarize(tmp_path)
-    assert sorted_by == "best val/f1" and shared == {"seed": "1"}
+    table, sorted_by, shared, varied = summarize.summarize(tmp_path)
+    assert sorted_by == "best val/f1" and shared == {"seed": "1"} and varied == ["model"]
     assert list(table.model) == ["b", "a", "c", "d"]
     assert list(table.status) == ["ok", "ok", "failed", "unfinished"]
     assert table["test/f1"][0] == pytest.approx(0.6) and table.error[2] == "RuntimeError: out of memory"
@@ -134,3 +135,55 @@ def test_summary_ranks_by_the_optimized_metric_and_lists_unfinished_jobs(tmp_pat
     assert list(summarize.summarize(tmp_path, mode="min").table.model) == ["a", "b", "c", "d"]
     with pytest.raises(FileNotFoundError, match="no job directories"):
         summarize.summarize(tmp_path / "c")
+
+
+def test_seed_statistics_are_the_mean_and_sample_std_over_seeds_of_each_recipe_and_data_set(tmp_path):
+    # Stub jobs of a recipe study: 2 recipes x 2 data sets x 3 seeds of known metrics, one job failed and
+    # one killed (neither counts), one group with a single finished seed (no spread).
+    def ok(f1, kokoro, epoch_s):
+        metrics = {"best/val/f1": f1 + 0.01, "test/f1": f1, "test/f1/kokoro": kokoro, "time/epoch_s": epoch_s}
+        return {"status": "ok", "metrics": metrics, "epochs": 2, "wall_time_s": 10 * epoch_s}
+
+    values = {}  # (experiment, data) -> [(test/f1, test/f1/kokoro, time/epoch_s) of each finished seed]
+    job = 0
+    for experiment, data, seed in itertools.product(["best", "rn18"], ["small", "voices"], ["1", "2", "3"]):
+        overrides = ["hparams_search=study", f"experiment={experiment}", f"data={data}", f"seed={seed}"]
+        if (experiment, data, seed) == ("rn18", "voices", "2"):
+            write_job(tmp_path, str(job), overrides, {"status": "failed", "error": "boom", "wall_time_s": 3.0})
+        elif (experiment, data) == ("rn18", "small") and seed != "1":
+            write_job(tmp_path, str(job), overrides)  # killed
+        else:
+            f1, kokoro, epoch_s = 0.5 + 0.1 * job + 0.01 * job**2, 0.3 + 0.02 * job, 4.0 + job
+            write_job(tmp_path, str(job), overrides, ok(f1, kokoro, epoch_s))
+            values.setdefault((experiment, data), []).append((f1, kokoro, epoch_s))
+        job += 1
+
+    summary = summarize.summarize(tmp_path)
+    table = summarize.seed_statistics(summary)
+    assert list(table.columns[:4]) == ["experiment", "data", "jobs", "seeds"]
+    assert list(zip(table.experiment, table.data)) == [("best", "small"), ("best", "voices"), ("rn18", "small"), ("rn18", "voices")]
+    assert list(table.jobs) == [3, 3, 3, 3] and list(table.seeds) == [3, 3, 1, 2]
+    for _, row in table.iterrows():
+        seeds = values[(row.experiment, row.data)]
+        for index, metric in enumerate(["test/f1", "test/f1/kokoro", "time/epoch_s"]):
+            column = [seed[index] for seed in seeds]
+            assert row[f"{metric} mean"] == pytest.approx(statistics.mean(column))
+            if len(column) > 1:
+                assert row[f"{metric} std"] == pytest.approx(statistics.stdev(column))  # sample std, ddof 1
+            else:
+                assert math.isnan(row[f"{metric} std"])
+        assert row["wall_time_s mean"] == pytest.approx(statistics.mean(10 * seed[2] for seed in seeds))
+
+    markdown = summarize.write_summary(tmp_path)
+    written = pd.read_csv(tmp_path / "summary_by_recipe.csv")
+    pd.testing.assert_frame_equal(written, table, check_dtype=False)
+    best_small = [seed[0] for seed in values[("best", "small")]]
+    assert f"{statistics.mean(best_small):.4f} ± {statistics.stdev(best_small):.4f}" in markdown
+    assert (tmp_path / "summary_by_recipe.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_sweep_without_seeds_gets_no_seed_statistics(tmp_path):
+    write_job(tmp_path, "0", ["model=a"], {"status": "ok", "metrics": {"best/val/f1": 0.5}})
+    write_job(tmp_path, "1", ["model=b"], {"status": "ok", "metrics": {"best/val/f1": 0.6}})
+    assert "over seeds" not in summarize.write_summary(tmp_path)
+    assert not (tmp_path / "summary_by_recipe.csv").exists()

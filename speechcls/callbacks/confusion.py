@@ -21,12 +21,9 @@ class ConfusionMatrix(Callback):
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.active = tensorboard_writer(trainer) is not None and due(trainer, self.every_n_epochs)
-        if not self.active:
-            return
-        if self.matrix is None:
-            self.matrix = MulticlassConfusionMatrix(num_classes=len(pl_module.classes), normalize="true", validate_args=False)
-        self.matrix = self.matrix.to(pl_module.device)
-        self.matrix.reset()
+        if self.active:
+            matrix = MulticlassConfusionMatrix(num_classes=len(pl_module.classes), normalize="true", validate_args=False)
+            self.matrix = matrix.to(pl_module.device)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self.active:

@@ -11,14 +11,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from speechcls.audio import SAMPLE_RATE
-from speechcls.callbacks.tensorboard import (
-    current_step,
-    due,
-    log_audio,
-    log_spectrograms,
-    prediction_titles,
-    tensorboard_writer,
-)
+from speechcls.callbacks.figures import spectrogram_grid
+from speechcls.callbacks.tensorboard import current_step, due, log_audio, prediction_titles, tensorboard_writer
 
 
 class ValidationExamples(Callback):
@@ -63,7 +57,7 @@ class ValidationExamples(Callback):
         features = pl_module.spectrogram(self.waves.to(pl_module.device))
         probabilities = pl_module.classify(features).softmax(dim=-1).cpu()
         titles, wrong = prediction_titles(pl_module.classes, self.targets, probabilities)
-        log_spectrograms(writer, "val_examples/spectrograms", features, titles, step, wrong)
+        writer.add_figure("val_examples/spectrograms", spectrogram_grid(features, titles, wrong), step)
 
 
 class WorstMistakes(Callback):
@@ -107,5 +101,5 @@ class WorstMistakes(Callback):
         titles = [f"#{rank} {title}" for rank, title in enumerate(titles)]
         writer, step = tensorboard_writer(trainer), current_step(trainer)
         features = pl_module.spectrogram(waves.to(pl_module.device))
-        log_spectrograms(writer, "val_mistakes/spectrograms", features, titles, step, wrong)
+        writer.add_figure("val_mistakes/spectrograms", spectrogram_grid(features, titles, wrong), step)
         log_audio(writer, [f"val_mistakes/audio/{rank}" for rank in range(len(titles))], waves, step, self.sample_rate)

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
 
@@ -46,9 +47,11 @@ def accuracy_bars(accuracy: np.ndarray, classes: Sequence[str]) -> Figure:
     return figure
 
 
-def spectrogram_grid(spectrograms: np.ndarray, titles: Sequence[str], wrong: Sequence[bool] | None = None,
+def spectrogram_grid(spectrograms: torch.Tensor, titles: Sequence[str], wrong: Sequence[bool] | None = None,
                      columns: int = 4) -> Figure:
-    """Log-mel images (clips, n_mels, frames), low frequencies at the bottom; titles of `wrong` ones in red."""
+    """Log-mel images of a batch (clips, 1, n_mels, frames), low frequencies at the bottom; titles of
+    `wrong` ones in red."""
+    spectrograms = spectrograms[:, 0].float().cpu().numpy()
     rows = math.ceil(len(spectrograms) / columns)
     figure = Figure(figsize=(3.2 * columns, 2.6 * rows), dpi=100, layout="constrained")
     wrong = wrong if wrong is not None else [False] * len(spectrograms)

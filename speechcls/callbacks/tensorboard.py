@@ -9,8 +9,6 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard import SummaryWriter
 
-from speechcls.callbacks.figures import spectrogram_grid
-
 
 def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
     """The SummaryWriter of the run's TensorBoard logger; None (callbacks do nothing) without one.
@@ -33,19 +31,6 @@ def due(trainer: L.Trainer, every_n_epochs: int) -> bool:
     """Epochs 0, N, 2N, ... and the last one; never the sanity check."""
     epoch = trainer.current_epoch
     return not trainer.sanity_checking and (epoch % every_n_epochs == 0 or epoch == trainer.max_epochs - 1)
-
-
-def log_spectrograms(
-    writer: SummaryWriter,
-    tag: str,
-    spectrograms: torch.Tensor,
-    titles: Sequence[str],
-    step: int,
-    wrong: Sequence[bool] | None = None,
-) -> None:
-    """A batch of (clips, 1, n_mels, frames) log-mels as one image grid."""
-    grid = spectrogram_grid(spectrograms[:, 0].float().cpu().numpy(), titles, wrong)
-    writer.add_figure(tag, grid, step)
 
 
 def log_audio(writer: SummaryWriter, tags: Sequence[str], waves: torch.Tensor, step: int, sample_rate: int) -> None:

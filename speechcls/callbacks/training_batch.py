@@ -5,7 +5,8 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from speechcls.callbacks.tensorboard import current_step, log_spectrograms, tensorboard_writer
+from speechcls.callbacks.figures import spectrogram_grid
+from speechcls.callbacks.tensorboard import current_step, tensorboard_writer
 
 
 class TrainingBatch(Callback):
@@ -23,7 +24,7 @@ class TrainingBatch(Callback):
         writer = tensorboard_writer(trainer)
         if self.logged or writer is None:
             return
-        inputs = outputs["spectrogram"][: self.num_examples].cpu()
         titles = [pl_module.classes[t] for t in batch[1][: self.num_examples].tolist()]
-        log_spectrograms(writer, "train/batch_spectrograms", inputs, titles, current_step(trainer))
+        grid = spectrogram_grid(outputs["spectrogram"][: self.num_examples], titles)
+        writer.add_figure("train/batch_spectrograms", grid, current_step(trainer))
         self.logged = True

@@ -1,14 +1,40 @@
-"""Accuracy by recording condition: the engine, voice and channel columns a labels CSV may carry
-(the built-in sets' test_labels.csv does), read by both `train` and `evaluate`."""
+"""A model's test predictions as a table, and accuracy by recording condition: the engine, voice and
+channel columns a labels CSV may carry (the built-in sets' test_labels.csv does). Read by both `train`
+and `evaluate`."""
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
-from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
+import pandas as pd
+import torch
+
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
+
+if TYPE_CHECKING:
+    from speechcls.data.datamodule import SpeechDataModule
 
 CONDITION_COLUMNS = ("engine", "voice", "channel")
 PREDICTED_COLUMN = "predicted"
+CONFIDENCE_COLUMN = "confidence"
+
+
+def results_of_test_split(datamodule: SpeechDataModule, probabilities: torch.Tensor) -> pd.DataFrame:
+    """file_name, target, predicted and confidence of each clip of the data module's test split (the
+    rows of `probabilities`, in its test loader's order), with the condition columns of its test CSV."""
+    dataset, classes = datamodule.test_dataloader().dataset, datamodule.classes
+    confidence, predicted = probabilities.max(dim=1)
+    results = pd.DataFrame(
+        {
+            FILE_COLUMN: datamodule.file_names(dataset),
+            TARGET_COLUMN: [classes[i] for i in dataset.labels],
+            PREDICTED_COLUMN: [classes[i] for i in predicted.tolist()],
+            CONFIDENCE_COLUMN: confidence.numpy(),
+        }
+    )
+    if datamodule.test_csv is None:
+        return results
+    return with_conditions(results, read_table(datamodule.root / datamodule.test_csv))
 
 
 def with_conditions(results: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from speechcls.audio import CLIP_SECONDS, SAMPLE_RATE
 from speechcls.data.cache import WaveCache
 from speechcls.data.dataset import WaveformDataset
 from speechcls.data.device_batches import DeviceBatches
-from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, TableError, check_labels, line_numbers, read_table
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, TableError, check_labels, line_numbers, listed, read_table
 from speechcls.data.file_checks import REPORT_NAME, AudioCheck
 from speechcls.data.twelve_class import CLASSES as TWELVE_CLASSES
 from speechcls.data.twelve_class import NOISE_DIR, as_keywords, check_task, silence_table, twelve_class_table
@@ -161,7 +161,7 @@ class SpeechDataModule(L.LightningDataModule):
         table = self.audio_check.usable(read_table(self.root / self.unknown_csv), self.audio_dir)
         wrong = table.index[~table.split.isin(["train", "test"])] if "split" in table else table.index
         if len(wrong):
-            lines = ", ".join(map(str, line_numbers(wrong[:5])))
+            lines = listed(list(line_numbers(wrong)))
             raise TableError(f"{self.root / self.unknown_csv}: split must be train or test (line(s) {lines})")
         return table[[FILE_COLUMN, TARGET_COLUMN, "split"]]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -37,11 +39,11 @@ def read_table(path: str | Path, labelled: bool = True) -> pd.DataFrame:
     for column in required:
         empty = table.index[table[column].str.strip() == ""]
         if len(empty):
-            raise TableError(f"{path}: empty {column!r} on line(s) {_lines(empty)}")
+            raise TableError(f"{path}: empty {column!r} on line(s) {listed(line_numbers(empty))}")
     duplicated = table.index[table[FILE_COLUMN].duplicated(keep=False)]
     if len(duplicated):
         name = table.loc[duplicated[0], FILE_COLUMN]
-        raise TableError(f"{path}: duplicate file name {name!r} on lines {_lines(duplicated)}")
+        raise TableError(f"{path}: duplicate file name {name!r} on lines {listed(line_numbers(duplicated))}")
     table = table.reset_index(drop=True)
     table.attrs["path"] = str(path)
     return table
@@ -64,11 +66,12 @@ def check_labels(table: pd.DataFrame, classes: list[str]) -> None:
         labels = sorted(set(table.loc[unknown, TARGET_COLUMN]))
         where = f"{source(table)}: " if source(table) else ""
         raise TableError(
-            f"{where}label(s) {labels} on line(s) {_lines(unknown)} are not among the model's "
+            f"{where}label(s) {labels} on line(s) {listed(line_numbers(unknown))} are not among the model's "
             f"{len(classes)} classes {list(classes)}"
         )
 
 
-def _lines(index: pd.Index, most: int = 5) -> str:
-    lines = [str(line) for line in line_numbers(index[:most])]
-    return ", ".join(lines) + (f" (+{len(index) - most} more)" if len(index) > most else "")
+def listed(items: Sequence, show: Callable[[Any], str] = str, most: int = 5) -> str:
+    """The first `most` items for a message, comma-separated, and how many more there are."""
+    shown = ", ".join(show(item) for item in items[:most])
+    return shown + (f" (+{len(items) - most} more)" if len(items) > most else "")

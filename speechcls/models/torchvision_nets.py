@@ -20,9 +20,7 @@ class TorchvisionClassifier(nn.Module):
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
         self.in_channels = in_channels
-        self.net = torchvision.models.get_model(
-            arch, weights=None, num_classes=num_classes, **builder_options
-        )
+        self.net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **builder_options)
         if in_channels == 1:
             _replace_stem(self.net)
 
@@ -37,19 +35,10 @@ def _replace_stem(net: nn.Module) -> None:
     for parent in net.modules():
         for name, child in parent.named_children():
             if isinstance(child, nn.Conv2d) and child.in_channels == 3:
-                setattr(
-                    parent,
-                    name,
-                    nn.Conv2d(
-                        1,
-                        child.out_channels,
-                        kernel_size=child.kernel_size,
-                        stride=child.stride,
-                        padding=child.padding,
-                        dilation=child.dilation,
-                        groups=1,
-                        bias=child.bias is not None,
-                    ),
+                stem = nn.Conv2d(
+                    1, child.out_channels, child.kernel_size, child.stride, child.padding, child.dilation,
+                    bias=child.bias is not None,
                 )
+                setattr(parent, name, stem)
                 return
     raise ValueError(f"{type(net).__name__} has no 3-channel convolution to replace")

@@ -1,0 +1,81 @@
+"""The recipe study (conf/hparams_search/recipe_study.yaml, docs/recipes.md): every run composes and
+builds, and the multirun ends in the per-recipe summary."""
+
+import itertools
+
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from conftest import TINY_CLASSES, compose_train, run_train
+from speechcls.audio import CLIP_SAMPLES
+from speechcls.train import CONFIG_DIR, build_module
+
+STUDY = "hparams_search=recipe_study"
+
+
+def study_params() -> dict[str, list[str]]:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", [STUDY], return_hydra_config=True)
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    return {key: value.split(",") for key, value in cfg.hydra.sweeper.params.items()}
+
+
+def test_the_study_is_3_recipes_by_4_conditions_by_2_seeds_and_every_run_composes_and_builds(tmp_path):
+    params = study_params()
+    assert params == {
+        "data": ["synthetic", "synthetic_small", "synthetic_voices", "synthetic_cross_engine"],
+        "experiment": ["best", "resnet18_10ms", "bc_resnet_10ms"],
+        "seed": ["1", "2"],
+    }
+    runs = {
+        (data, experiment): compose_train(tmp_path, STUDY, f"data={data}", f"experiment={experiment}", "seed=1")
+        for data, experiment in itertools.product(params["data"], params["experiment"])
+    }
+    for (data, experiment), cfg in runs.items():
+        assert cfg.trainer.limit_train_batches == 20 and cfg.callbacks.confusion_matrix is None
+        # The data config does not touch the recipe, nor the recipe the data set.
+        assert (cfg.model, cfg.features) == (runs[params["data"][0], experiment].model, runs[params["data"][0], experiment].features)
+        assert cfg.data.root == runs[data, params["experiment"][0]].data.root
+    for experiment in params["experiment"]:  # the network takes the recipe's features
+        cfg = runs[params["data"][0], experiment]
+        module = build_module(cfg, TINY_CLASSES).eval()
+        with torch.no_grad():
+            assert module(torch.randn(2, CLIP_SAMPLES)).shape == (2, len(TINY_CLASSES))
+        if experiment != "best":  # the candidates: 10 ms hop, each clip's log-mel standardised
+            assert (cfg.features.hop_length, cfg.features.normalize) == (160, "clip")
+    conditions = {data: runs[data, "best"].data for data in params["data"]}
+    assert conditions["synthetic_small"].synthesizer.clips_per_word == 50
+    assert conditions["synthetic_small"].root != conditions["synthetic"].root  # never replaces the other set
+    cross, voices = conditions["synthetic_cross_engine"], conditions["synthetic_voices"]
+    assert cross.train_csv == "train_espeak.csv" and voices.train_csv == "train.csv"
+    # The same folder and synthesizer: the cross-engine runs reuse the two-engine set, never regenerate it.
+    assert (cross.root, cross.synthesizer, cross.test_csv) == (voices.root, voices.synthesizer, voices.test_csv)
+
+
+def test_the_baseline_recipe_stays_todays_best(tmp_path):
+    best = compose_train(tmp_path, STUDY, "experiment=best")
+    assert (best.model.width, best.features.hop_length, best.features.normalize, best.trainer.max_epochs) == (8, 512, "none", 20)
+
+
+def test_the_study_multirun_ends_in_mean_and_std_over_seeds(tmp_path, kaggle_root):
+    # The study's sweep cut down to the tiny folder and one recipe (a command-line value replaces the study's
+    # list, as run_train's data=kaggle does): the study's two seeds, one batch each. Grouping by recipe and
+    # data set is tested on stub jobs (test_sweeps.py).
+    sweep = tmp_path / "sweep"
+    result = run_train(
+        tmp_path, kaggle_root, STUDY, "experiment=best", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+        "logger=csv", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    jobs = pd.read_csv(sweep / "summary.csv")
+    assert sorted(jobs.seed) == [1, 2] and set(jobs.status) == {"ok"} and jobs["time/epoch_s"].gt(0).all()
+    by_recipe = pd.read_csv(sweep / "summary_by_recipe.csv")
+    assert len(by_recipe) == 1 and (by_recipe.jobs[0], by_recipe.seeds[0]) == (2, 2)
+    by_recipe = by_recipe.iloc[0]
+    assert by_recipe["test/acc mean"] == pytest.approx(jobs["test/acc"].mean())
+    assert by_recipe["test/acc std"] == pytest.approx(jobs["test/acc"].std(ddof=1))
+    assert by_recipe["time/epoch_s mean"] == pytest.approx(jobs["time/epoch_s"].mean())
+    assert "Mean ± standard deviation over seeds" in result.stdout
+    assert (sweep / "summary_by_recipe.png").stat().st_size > 0
