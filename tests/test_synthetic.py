@@ -16,6 +16,7 @@ from conftest import compose_train, setup_datamodule
 from speechcls.evaluate import evaluate
 from speechcls.train import train
 from speechcls.data.synthetic import MANIFEST, SyntheticSpeechSet
+from speechcls.data.tables import TableError
 from speechcls.data.twelve_class import KEYWORDS, SILENCE, UNKNOWN
 
 TINY_WORDS = ("up", "sheila", "visual")
@@ -212,3 +213,11 @@ def test_train_and_evaluate_the_twelve_class_task_on_the_built_in_set(tmp_path, 
     evaluate(cfg)
     report = pd.read_csv(tmp_path / "eval" / "run" / "classification_report.csv").set_index("class")
     assert len(report) == 12 and dict(report.support[report.support > 0]) == {"yes": 2, "no": 2, "_unknown_": 5, "_silence_": 3}
+
+
+def test_an_unknown_csv_without_a_train_or_test_split_is_named(tmp_path, twelve_class_root):
+    bad = tmp_path / "unknown.csv"
+    table = pd.read_csv(twelve_class_root / "unknown_words.csv")
+    table.assign(split=["train"] * (len(table) - 1) + ["val"]).to_csv(bad, index=False)
+    with pytest.raises(TableError, match=rf"unknown.csv: split must be train or test \(line\(s\) {len(table) + 1}\)"):
+        setup_datamodule(tmp_path, "synthetic", twelve_class_root, "data.task=12", f"data.unknown_csv={bad}")
