@@ -162,7 +162,9 @@ def audio_files(input: str | Path) -> list[Path]:
     return files
 
 
-def load_model(spec: str, runs_dir: str | Path, channels_last: bool = True) -> tuple[Callable[[torch.Tensor], torch.Tensor], list[str]]:
+def load_model(
+    spec: str, runs_dir: str | Path, channels_last: bool = True
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], list[str]]:
     """The classifier (waveforms -> scores) and its classes: an exported model.onnx (labels.txt beside
     it), else the checkpoint that `spec` names (`speechcls.checkpoints.resolve_checkpoint`)."""
     if str(spec).endswith(".onnx"):

@@ -68,7 +68,10 @@ def rates(detections: pd.DataFrame, truth: pd.DataFrame, negative_hours: float) 
 
 
 def det_curve(
-    detections_at: Callable[[float], pd.DataFrame], truth: pd.DataFrame, negative_hours: float, thresholds: Sequence[float] = THRESHOLDS
+    detections_at: Callable[[float], pd.DataFrame],
+    truth: pd.DataFrame,
+    negative_hours: float,
+    thresholds: Sequence[float] = THRESHOLDS,
 ) -> pd.DataFrame:
     """`rates` at each threshold, of the detections that `detections_at(threshold)` gives."""
     return pd.concat(
@@ -144,9 +147,9 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
             curves.append(curve.assign(model=str(spec), snr_db=snr))
     curves = pd.concat(curves, ignore_index=True)
     curves.to_csv(output_dir / "det.csv", index=False, float_format="%.5g")
+    groups = curves.groupby(["model", "snr_db"], sort=False)
     table = pd.concat(
-        [frr_at(points).assign(model=model, snr_db=snr) for (model, snr), points in curves.groupby(["model", "snr_db"], sort=False)],
-        ignore_index=True,
+        [frr_at(points).assign(model=model, snr_db=snr) for (model, snr), points in groups], ignore_index=True
     )[["model", "snr_db", "keyword", "fa_per_hour_target", "frr", "threshold"]]
     table.to_csv(output_dir / "kws_metrics.csv", index=False, float_format="%.4f")
     figure = det_figure(curves)

@@ -146,7 +146,8 @@ def test_an_interrupted_generation_leaves_no_set_that_looks_complete(tmp_path, m
 
 def test_cli_writes_the_requested_set(tmp_path, capsys):
     root = tmp_path / "cli"
-    synthetic.main(["--root", str(root), "--words", "up,down", "--clips-per-word", "2", "--test-clips-per-word", "1", "--other-words", ""])
+    counts = ["--clips-per-word", "2", "--test-clips-per-word", "1", "--other-words", ""]
+    synthetic.main(["--root", str(root), "--words", "up,down", *counts])
     assert "4 train + 2 test clips" in capsys.readouterr().out
     assert Counter(pd.read_csv(root / "train.csv").target) == {"up": 2, "down": 2}
 
@@ -199,7 +200,8 @@ def test_twelve_class_task_on_the_built_in_set(tmp_path, twelve_class_root, monk
     assert counts["test"] == {"yes": 2, "no": 2, UNKNOWN: 5, SILENCE: 3}
     assert unknown_words["train"] == {"bed", "cat", "apple", "water"}
     assert unknown_words["test"] <= {"bed", "cat", "apple", "water"}
-    silence = [path for path, label in zip(datamodule.splits["val"].paths, datamodule.splits["val"].labels) if label == datamodule.classes.index(SILENCE)]
+    val = datamodule.splits["val"]
+    silence = [path for path, label in zip(val.paths, val.labels) if label == datamodule.classes.index(SILENCE)]
     assert all(path.is_file() and path.is_relative_to(tmp_path / "silence") for path in silence)
 
 

@@ -203,7 +203,10 @@ class SpeechDataModule(L.LightningDataModule):
     def file_names(self, dataset: WaveformDataset) -> list[str]:
         """The dataset's files as the tables name them: relative to the audio folder, or absolute (the
         12-class task's silence clips)."""
-        return [path.relative_to(self.audio_dir).as_posix() if path.is_relative_to(self.audio_dir) else str(path) for path in dataset.paths]
+        return [
+            path.relative_to(self.audio_dir).as_posix() if path.is_relative_to(self.audio_dir) else str(path)
+            for path in dataset.paths
+        ]
 
     def predict_table(self):
         needs = f"every row of {self.predict_csv} needs a prediction"
