@@ -15,7 +15,6 @@ from omegaconf import DictConfig
 
 from speechcls.audio import CLIP_SAMPLES
 from speechcls.checkpoints import resolve_checkpoint
-from speechcls.module import SpeechClassifier
 from speechcls.predict import load_classifier
 from speechcls.train import CONFIG_DIR
 
@@ -43,31 +42,24 @@ def export(checkpoint: str | Path, output_dir: str | Path, format: str = "onnx",
     else:
         module.to_torchscript(path, method="trace", example_inputs=example)
     (output_dir / "labels.txt").write_text("\n".join(module.classes) + "\n")
-    difference = max_difference(module, path, torch.randn(3, CLIP_SAMPLES))
+    wave = torch.randn(3, CLIP_SAMPLES)
+    with torch.inference_mode():
+        difference = float((load_exported(path)(wave) - module(wave)).abs().max())
     if difference > tolerance:
         raise RuntimeError(f"{path}: exported scores differ from the checkpoint's by {difference:.2e} > {tolerance}")
     print(f"exported {checkpoint} -> {path} (+ labels.txt); max score difference {difference:.1e}")
     return path
 
 
-def run_exported(path: str | Path, wave: torch.Tensor) -> torch.Tensor:
-    """Scores of an exported model (ONNX through onnxruntime, TorchScript through torch.jit)."""
-    return load_exported(path)(wave)
-
-
 def load_exported(path: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    """An exported model as a function of waveform batches (batch, samples) -> scores, loaded once."""
+    """An exported model as a function of waveform batches (batch, samples) -> scores, loaded once
+    (ONNX through onnxruntime, TorchScript through torch.jit)."""
     if str(path).endswith(".onnx"):
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return lambda wave: torch.from_numpy(session.run(None, {"waveform": wave.numpy()})[0])
     return torch.jit.load(str(path))
-
-
-def max_difference(module: SpeechClassifier, path: str | Path, wave: torch.Tensor) -> float:
-    with torch.inference_mode():
-        return float((run_exported(path, wave) - module(wave)).abs().max())
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import compose_train
-from speechcls.export import export, run_exported
+from speechcls.export import export, load_exported
 from speechcls.module import SpeechClassifier
 from speechcls.train import build_module
 
@@ -28,7 +28,7 @@ def test_exported_model_matches_the_checkpoint(tmp_path, checkpoint, format):
     wave = torch.randn(5, 16000)  # another batch size than the export example
     with torch.inference_mode():
         expected = module(wave)
-    torch.testing.assert_close(run_exported(path, wave), expected, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(load_exported(path)(wave), expected, atol=1e-3, rtol=1e-3)
 
 
 def test_unknown_format_is_rejected(tmp_path, checkpoint):
