@@ -87,12 +87,12 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def clips_per_second(run: Callable[[], int], device: torch.device) -> float:
-    """Clips per second of `run`, which returns how many clips it handled."""
+def per_second(run: Callable[[], float], device: torch.device) -> float:
+    """Clips (or audio seconds) per second of `run`, which returns how many it handled."""
     start = time.perf_counter()
-    clips = run()
+    handled = run()
     synchronize(device)
-    return clips / (time.perf_counter() - start)
+    return handled / (time.perf_counter() - start)
 
 
 def best_rates(ways: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
@@ -152,7 +152,7 @@ def bench_data(cfg: DictConfig, dataset: WaveformDataset, device: torch.device, 
 
 def best_clip_rates(ways: dict[str, Callable[[], int]], device: torch.device, repeats: int) -> dict[str, float]:
     """`best_rates` of ways that return how many clips they handled, timed whole."""
-    return best_rates({name: lambda way=way: clips_per_second(way, device) for name, way in ways.items()}, repeats)
+    return best_rates({name: lambda way=way: per_second(way, device) for name, way in ways.items()}, repeats)
 
 
 def bench_prediction(
@@ -203,21 +203,17 @@ class StepTimer(L.Callback):
     """Clips per second of every training step after the first."""
 
     def __init__(self) -> None:
-        self.start: float | None = None
-        self.end = 0.0
+        self.ends: list[float] = []
         self.clips = 0
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx: int) -> None:
         synchronize(module.device)
-        now = time.perf_counter()
-        if self.start is None:
-            self.start = now
-        else:
-            self.clips, self.end = self.clips + len(batch[1]), now
+        self.clips += len(batch[1]) if self.ends else 0
+        self.ends.append(time.perf_counter())
 
     @property
     def rate(self) -> float:
-        return self.clips / (self.end - self.start)
+        return self.clips / (self.ends[-1] - self.ends[0])
 
 
 def bench_our_training(cfg: DictConfig, steps: int) -> float:
@@ -249,15 +245,9 @@ def bench_detect(module: SpeechClassifier, device: torch.device, seconds: float,
     model = module.to(device).eval()
     settings = OmegaConf.load(Path(CONFIG_DIR) / "detector" / "default.yaml")
     detector = instantiate(settings, model=lambda wave: model(wave.to(device)), classes=module.classes)
-    audio = 0.1 * torch.randn(int(seconds * SAMPLE_RATE))
-
-    def rate() -> float:
-        start = time.perf_counter()
-        detector.posteriors(audio.split(60 * SAMPLE_RATE))
-        synchronize(device)
-        return seconds / (time.perf_counter() - start)
-
-    return max(rate() for _ in range(repeats)), detector.hop
+    blocks = (0.1 * torch.randn(int(seconds * SAMPLE_RATE))).split(60 * SAMPLE_RATE)
+    rates = best_clip_rates({"detect": lambda: detector.posteriors(blocks).length / SAMPLE_RATE}, device, repeats)
+    return rates["detect"], detector.hop
 
 
 def machine(device: torch.device, freed_memory_kept: bool) -> dict:
@@ -328,12 +318,8 @@ def run(args: argparse.Namespace, freed_memory_kept: bool) -> dict:
         # Other processes' load, on which a shared machine's figures depend.
         "machine": {**machine(device, freed_memory_kept), "load_average_1min": [load_before, os.getloadavg()[0]]},
         "settings": {
-            "clips": args.clips,
+            **{key: vars(args)[key] for key in ("clips", "steps", "batch_size", "repeats", "detect_seconds")},
             "train_clips": len(train),
-            "steps": args.steps,
-            "batch_size": args.batch_size,
-            "repeats": args.repeats,
-            "detect_seconds": args.detect_seconds,
             "data": str(args.data or "the synthetic set"),
             "overrides": list(args.overrides),
         },
