@@ -57,9 +57,8 @@ def audio_problem(path: str | Path) -> str | None:
 def find_bad_files(table: pd.DataFrame, audio_dir: str | Path) -> pd.DataFrame:
     """The unusable files of `table`: columns csv, line (when it is a `read_table` table), file, problem;
     indexed like `table`."""
-    paths = pd.Series([str(Path(audio_dir) / name) for name in table[FILE_COLUMN]], index=table.index)
-    problems = pd.Series([audio_problem(path) for path in paths], index=table.index, dtype=object)
-    bad = problems.dropna()
+    paths = table[FILE_COLUMN].map(lambda name: str(Path(audio_dir) / name))
+    bad = paths.map(audio_problem).dropna()
     return pd.DataFrame(
         {
             "csv": source(table),
