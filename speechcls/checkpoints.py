@@ -41,9 +41,8 @@ def resolve_checkpoint(spec: str | Path, runs_dir: str | Path, run_dir_means: st
     under `runs_dir` (e.g. outputs/train/runs). A file that is not a training checkpoint gets a
     CheckpointError naming it.
     """
-    text, kind = str(spec), run_dir_means
-    if text.endswith(":last"):
-        text, kind = text[: -len(":last")], "last"
+    text = str(spec).removesuffix(":last")
+    kind = "last" if text != str(spec) else run_dir_means
     path = Path(text)
     if text in ("best", "last"):
         path = _from_run(latest_run(runs_dir), text)

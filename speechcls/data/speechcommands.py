@@ -37,11 +37,17 @@ class SpeechCommandsDataModule(SpeechDataModule):
         files = sorted(path.relative_to(self.root).as_posix() for path in clips)
         split_of = {}
         for split, list_name in SPLIT_LISTS.items():
-            listed = _read_list(self.root / list_name)
+            path = self.root / list_name
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path} not found: expected the Speech Commands v0.02 layout "
+                    f"(<word>/<file>.wav, {', '.join(SPLIT_LISTS.values())}, {NOISE_DIR}/)"
+                )
+            listed = [line.strip() for line in path.read_text().splitlines() if line.strip()]
             missing = sorted(set(listed) - set(files))
             if missing:
                 raise FileNotFoundError(
-                    f"{self.root / list_name}: {len(missing)} listed file(s) are not in the folder, e.g. {missing[0]}"
+                    f"{path}: {len(missing)} listed file(s) are not in the folder, e.g. {missing[0]}"
                 )
             split_of.update(dict.fromkeys(listed, split))
         table = pd.DataFrame({FILE_COLUMN: files, TARGET_COLUMN: [name.split("/")[0] for name in files]})
@@ -52,13 +58,3 @@ class SpeechCommandsDataModule(SpeechDataModule):
         """The official test split's clips."""
         self.setup()
         return self.table[self.table.split == "test"][[FILE_COLUMN, TARGET_COLUMN]]
-
-
-def _read_list(path: Path) -> list[str]:
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: expected the Speech Commands v0.02 layout "
-            f"(<word>/<file>.wav, {', '.join(SPLIT_LISTS.values())}, {NOISE_DIR}/)"
-        )
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
