@@ -60,8 +60,7 @@ def run_model(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
         datamodule.setup("validate")
     elif datamodule.task == 12:  # the test split training tests on: drawn _unknown_ clips, silence
         datamodule.setup("test")
-    loader = datamodule.test_dataloader()
-    probabilities = predict_probabilities(classifier, loader, make_trainer(cfg), cfg.tta_shifts)
+    probabilities = predict_probabilities(classifier, datamodule.test_dataloader(), make_trainer(cfg), cfg.tta_shifts)
     return results_of_test_split(datamodule, probabilities), classes
 
 

@@ -79,8 +79,7 @@ def predict(cfg: DictConfig) -> Path:
     classes = classifier.classes
     # No prepare_data: prediction reads a folder, it never generates one (data.root may be Kaggle's).
     datamodule = instantiate(cfg.data, classes=classes)
-    loader = datamodule.predict_dataloader()
-    probabilities = predict_probabilities(classifier, loader, make_trainer(cfg), cfg.tta_shifts)
+    probabilities = predict_probabilities(classifier, datamodule.predict_dataloader(), make_trainer(cfg), cfg.tta_shifts)
     # The submission is checked against the sample file itself, not against what the loader made of it.
     sample = read_table(datamodule.root / datamodule.predict_csv, labelled=False)
     files = sample[FILE_COLUMN]
