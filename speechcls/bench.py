@@ -346,9 +346,8 @@ def markdown(result: dict) -> str:
         "|---|---:|---:|---:|---|",
     ]
     for r in result["rows"]:
-        target = ""
-        if r["target"] is not None:
-            target = f"≥ {r['target']:g}× " + ("met" if r["ratio"] >= r["target"] else "missed")
+        met = "met" if r["target"] is not None and r["ratio"] >= r["target"] else "missed"
+        target = "" if r["target"] is None else f"≥ {r['target']:g}× {met}"
         rates = f"{r['tutorial']:,.0f} | {r['ours']:,.0f} | {r['ratio']:.1f}×"
         lines.append(f"| {r['measurement']} | {rates} | {target} |")
     return "\n".join(lines) + "\n"
