@@ -36,12 +36,10 @@ def check_submission(
     duplicated = sorted(set(submission[FILE_COLUMN][submission[FILE_COLUMN].duplicated()]))
     if duplicated:
         raise SubmissionError(f"{name}: file names listed more than once: {listed(duplicated, repr)}")
-    missing = sorted(set(expected_files) - set(files))
-    if missing:
-        raise SubmissionError(f"{name}: {len(missing)} file(s) missing: {listed(missing, repr)}")
-    extra = sorted(set(files) - set(expected_files))
-    if extra:
-        raise SubmissionError(f"{name}: {len(extra)} file(s) not in the sample: {listed(extra, repr)}")
+    expected = set(expected_files)
+    for names, problem in ((expected - set(files), "missing"), (set(files) - expected, "not in the sample")):
+        if names:
+            raise SubmissionError(f"{name}: {len(names)} file(s) {problem}: {listed(sorted(names), repr)}")
     if ordered and files != list(expected_files):
         row = next(i for i, (got, want) in enumerate(zip(files, expected_files)) if got != want)
         raise SubmissionError(
