@@ -150,8 +150,8 @@ def bench_data(cfg: DictConfig, dataset: WaveformDataset, device: torch.device, 
     return best_clip_rates(ways, device, repeats)
 
 
-def best_clip_rates(ways: dict[str, Callable[[], int]], device: torch.device, repeats: int) -> dict[str, float]:
-    """`best_rates` of ways that return how many clips they handled, timed whole."""
+def best_clip_rates(ways: dict[str, Callable[[], float]], device: torch.device, repeats: int) -> dict[str, float]:
+    """`best_rates` of ways that return how many clips (or audio seconds) they handled, timed whole."""
     return best_rates({name: lambda way=way: per_second(way, device) for name, way in ways.items()}, repeats)
 
 
