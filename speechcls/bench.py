@@ -174,6 +174,27 @@ def bench_prediction(
     return best_clip_rates(ways, device, repeats)
 
 
+class StepTimer(L.Callback):
+    """Clips per second of every training step after the first: a Lightning callback, or `step` called
+    at the end of each step of a plain loop."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+        self.clips = 0
+
+    def step(self, clips: int, device: torch.device) -> None:
+        synchronize(device)
+        self.clips += clips if self.ends else 0
+        self.ends.append(time.perf_counter())
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx: int) -> None:
+        self.step(len(batch[1]), module.device)
+
+    @property
+    def rate(self) -> float:
+        return self.clips / (self.ends[-1] - self.ends[0])
+
+
 def bench_tutorial_training(
     cfg: DictConfig, dataset: WaveformDataset, classes: int, steps: int, device: torch.device
 ) -> float:
@@ -184,36 +205,16 @@ def bench_tutorial_training(
     items = TutorialDataset(dataset.paths, dataset.labels, cfg.features)
     loader = DataLoader(items, batch_size=cfg.data.batch_size, shuffle=True)
     batches = itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), steps)
-    running_loss, clips, start = 0.0, 0, 0.0
-    for step, (spectrogram, labels) in enumerate(batches):
+    running_loss, timer = 0.0, StepTimer()
+    for spectrogram, labels in batches:
         spectrogram, labels = spectrogram.to(device), labels.to(device)
         loss = torch.nn.functional.cross_entropy(net(spectrogram), labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         running_loss += loss.item()  # the tutorial's running loss: a sync every step
-        if step == 0:
-            start = time.perf_counter()
-        else:
-            clips += len(labels)
-    return clips / (time.perf_counter() - start)
-
-
-class StepTimer(L.Callback):
-    """Clips per second of every training step after the first."""
-
-    def __init__(self) -> None:
-        self.ends: list[float] = []
-        self.clips = 0
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx: int) -> None:
-        synchronize(module.device)
-        self.clips += len(batch[1]) if self.ends else 0
-        self.ends.append(time.perf_counter())
-
-    @property
-    def rate(self) -> float:
-        return self.clips / (self.ends[-1] - self.ends[0])
+        timer.step(len(labels), device)
+    return timer.rate
 
 
 def bench_our_training(cfg: DictConfig, steps: int) -> float:
