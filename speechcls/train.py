@@ -136,7 +136,10 @@ def test_accuracy_by_engine(trainer: L.Trainer, module: SpeechClassifier, datamo
     logged to the run's loggers. `module` holds the tested (best) weights: trainer.test loaded them."""
     if datamodule.test_csv is None or "engine" not in read_table(datamodule.root / datamodule.test_csv):
         return {}
-    probabilities = torch.cat(trainer.predict(module, dataloaders=datamodule.test_dataloader())).float().cpu()
+    loader = datamodule.test_dataloader()
+    probabilities = torch.cat(trainer.predict(module, dataloaders=loader)).float().cpu()
+    if len(probabilities) < len(loader.dataset):  # fast_dev_run or limit_predict_batches: part of the split
+        return {}
     by_condition = accuracy_by_condition(results_of_test_split(datamodule, probabilities))
     by_engine = by_condition[by_condition.condition == "engine"][["value", "accuracy"]]
     metrics = {f"test/acc/{engine}": float(accuracy) for engine, accuracy in by_engine.itertuples(index=False)}

@@ -76,3 +76,14 @@ def test_train_writes_the_test_accuracy_of_each_engine(tmp_path, labelled_root):
     accumulator = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     accumulator.Reload()
     assert {"test/acc/espeak", "test/acc/kokoro"} <= set(accumulator.Tags()["scalars"])
+
+
+def test_fast_dev_run_on_labels_with_engines_skips_the_per_engine_accuracy(tmp_path, labelled_root):
+    """One test batch is no engine's accuracy: the run ends without test/acc/<engine> (it crashed)."""
+    cfg = compose_train(
+        tmp_path, "data=kaggle", f"data.root={labelled_root}", "data.test_csv=test_labels.csv", "trainer=debug",
+        "data.batch_size=2",
+    )
+    train(cfg)
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["status"] == "ok" and not any(name.startswith("test/acc/") for name in summary["metrics"])
