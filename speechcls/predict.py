@@ -32,9 +32,7 @@ def load_classifier(path: str | Path, channels_last: bool = False) -> SpeechClas
     with oneDNN on CPUs (and with tensor cores under mixed precision), whatever training used.
     """
     print(f"checkpoint: {path}")
-    return SpeechClassifier.load_from_checkpoint(
-        path, map_location="cpu", weights_only=True, channels_last=channels_last
-    )
+    return SpeechClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True, channels_last=channels_last)
 
 
 def make_trainer(cfg: DictConfig) -> L.Trainer:
@@ -69,8 +67,7 @@ def predict_probabilities(
 ) -> torch.Tensor:
     """Class probabilities (clips, classes) on the CPU, in the loader's order."""
     module = ShiftAveraged(classifier, tta_shifts) if tta_shifts else classifier
-    batches = trainer.predict(module, dataloaders=loader)
-    return torch.cat(batches).float().cpu()
+    return torch.cat(trainer.predict(module, dataloaders=loader)).float().cpu()
 
 
 def predict(cfg: DictConfig) -> Path:

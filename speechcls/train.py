@@ -183,14 +183,13 @@ def report(
         "wall_time_s": round(wall_time_s, 1),
     }
     write_metrics(cfg, summary)
-    output_dir = Path(cfg.paths.output_dir)
     lines = [f"{name:>16}: {value:.4f}" for name, value in sorted(metrics.items()) if "/" in name]
     if tested_on:
         lines.append(f"{'test/ metrics on':>16}: {tested_on}")
     lines.append(f"{'checkpoint':>16}: {best_path or '(none)'}")
     if trainer.logger is not None:
         lines.append(f"{'logs':>16}: {trainer.logger.log_dir}")
-        lines.append(f"{'open with':>16}: tensorboard --logdir {output_dir}")
+        lines.append(f"{'open with':>16}: tensorboard --logdir {cfg.paths.output_dir}")
     print("\n".join(["", "run summary", *lines]))
 
 
