@@ -1,6 +1,8 @@
 import json
 import multiprocessing
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -46,6 +48,28 @@ def test_same_parameters_give_the_same_bytes_for_any_worker_count(tmp_path, tiny
     assert folder_bytes(again) == folder_bytes(tiny_root)
     other_seed = tiny(seed=1).generate(tmp_path / "other")
     assert folder_bytes(other_seed)["train.csv"] != folder_bytes(tiny_root)["train.csv"]
+
+
+# One utterance of caleb (a "klatt 6" voice, whose breath noise comes from libc's rand()) after
+# argv[1] calls of rand(), in a fresh process, as raw float32 bytes.
+CALEB_AFTER_RAND_CALLS = """
+import ctypes, sys
+from speechcls.data import synthetic
+synthetic._start_worker()
+for _ in range(int(sys.argv[1])):
+    ctypes.CDLL(None).rand()
+wave = synthetic._espeak.speak("doctor", "en-gb-x-rp+caleb", rate=120, pitch=50, pitch_range=18, volume=111, seed=5)
+sys.stdout.buffer.write(wave.numpy().tobytes())
+"""
+
+
+def test_a_klatt_voice_does_not_depend_on_what_called_rand_before_it():
+    # A parent's calls reach the workers it forks, so they changed a set's files from one generation to the next.
+    first, after_other_calls = (
+        subprocess.run([sys.executable, "-c", CALEB_AFTER_RAND_CALLS, str(calls)], check=True, capture_output=True).stdout
+        for calls in (0, 3)
+    )
+    assert len(first) > 0 and first == after_other_calls
 
 
 def test_kaggle_layout_of_balanced_16k_clips(tiny_root):

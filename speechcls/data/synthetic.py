@@ -110,8 +110,9 @@ OTHER_WORDS = (
 )
 
 # Bumped when the same parameters give different files (2: the resampling kernel built once, float
-# rounding; 3: engine, voice and channel columns in test_labels.csv; 4: other words, noise recordings).
-FORMAT_VERSION = 4
+# rounding; 3: engine, voice and channel columns in test_labels.csv; 4: other words, noise recordings;
+# 5: libc's rand() seeded per utterance).
+FORMAT_VERSION = 5
 AUDIO_DIR = "audio_files"
 MANIFEST = "manifest.json"
 SPLITS = ("train", "test")
@@ -389,6 +390,7 @@ class _Espeak:
         self.lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
         self.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        self.libc = ctypes.CDLL(None)
         self.lib.espeak_Synth.argtypes = [
             ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
             ctypes.c_void_p, ctypes.c_void_p,
@@ -417,7 +419,10 @@ class _Espeak:
         parameters = {self.RATE: rate, self.VOLUME: volume, self.PITCH: pitch, self.RANGE: pitch_range}
         for parameter, value in parameters.items():
             self.lib.espeak_SetParameter(parameter, value, 0)
-        self.lib.espeak_ng_SetRandSeed(seed)  # breathy voices draw noise from rand()
+        # Breathy voices draw noise from espeak-ng's generator; "klatt 6" voices (caleb, Reed) from
+        # speechPlayer's, which calls libc's rand(): a process-wide state that depends on what ran before.
+        self.lib.espeak_ng_SetRandSeed(seed)
+        self.libc.srand(seed)
         self.chunks.clear()
         encoded = text.encode()
         self.lib.espeak_Synth(encoded, len(encoded) + 1, 0, self.POSITION_CHARACTER, 0, self.CHARS_UTF8, None, None)
