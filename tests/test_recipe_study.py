@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from conftest import TINY_CLASSES, compose_train, run_train
 from speechcls.audio import CLIP_SAMPLES
@@ -26,7 +27,7 @@ def test_the_study_is_3_recipes_by_4_conditions_by_2_seeds_and_every_run_compose
     params = study_params()
     assert params == {
         "data": ["synthetic_small", "synthetic_cross_engine", "synthetic", "synthetic_voices"],
-        "experiment": ["best", "resnet18_10ms", "resnet18_32ms"],
+        "experiment": ["bc_resnet_32ms", "resnet18_10ms", "resnet18_32ms"],
         "seed": ["1", "2"],
     }
     runs = {
@@ -43,9 +44,9 @@ def test_the_study_is_3_recipes_by_4_conditions_by_2_seeds_and_every_run_compose
         module = build_module(cfg, TINY_CLASSES).eval()
         with torch.no_grad():
             assert module(torch.randn(2, CLIP_SAMPLES)).shape == (2, len(TINY_CLASSES))
-        if experiment != "best":  # the candidates: each clip's log-mel standardised, at a 10 or 32 ms hop
+        if experiment != "bc_resnet_32ms":  # the candidates: each clip's log-mel standardised, at a 10 or 32 ms hop
             assert (cfg.features.hop_length, cfg.features.normalize) == ({"resnet18_10ms": 160, "resnet18_32ms": 512}[experiment], "clip")
-    conditions = {data: runs[data, "best"].data for data in params["data"]}
+    conditions = {data: runs[data, "bc_resnet_32ms"].data for data in params["data"]}
     assert conditions["synthetic_small"].synthesizer.clips_per_word == 50
     assert conditions["synthetic_small"].root != conditions["synthetic"].root  # never replaces the other set
     cross, voices = conditions["synthetic_cross_engine"], conditions["synthetic_voices"]
@@ -54,9 +55,11 @@ def test_the_study_is_3_recipes_by_4_conditions_by_2_seeds_and_every_run_compose
     assert (cross.root, cross.synthesizer, cross.test_csv) == (voices.root, voices.synthesizer, voices.test_csv)
 
 
-def test_the_baseline_recipe_stays_todays_best(tmp_path):
-    best = compose_train(tmp_path, STUDY, "experiment=best")
-    assert (best.model.width, best.features.hop_length, best.features.normalize, best.trainer.max_epochs) == (8, 512, "none", 20)
+def test_the_baseline_is_the_earlier_best_and_best_is_the_studys_winner(tmp_path):
+    baseline = compose_train(tmp_path, STUDY, "experiment=bc_resnet_32ms")
+    assert (baseline.model.width, baseline.features.hop_length, baseline.features.normalize, baseline.trainer.max_epochs) == (8, 512, "none", 20)
+    best, winner = (compose_train(tmp_path, f"experiment={name}") for name in ("best", "resnet18_10ms"))
+    assert OmegaConf.to_container(best, resolve=False) == OmegaConf.to_container(winner, resolve=False)
 
 
 def test_the_study_multirun_ends_in_mean_and_std_over_seeds(tmp_path, kaggle_root):
@@ -65,7 +68,7 @@ def test_the_study_multirun_ends_in_mean_and_std_over_seeds(tmp_path, kaggle_roo
     # data set is tested on stub jobs (test_sweeps.py).
     sweep = tmp_path / "sweep"
     result = run_train(
-        tmp_path, kaggle_root, STUDY, "experiment=best", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+        tmp_path, kaggle_root, STUDY, "experiment=bc_resnet_32ms", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
         "logger=csv", f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
