@@ -1,6 +1,7 @@
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -49,3 +50,36 @@ def test_a_class_with_one_clip_is_a_clear_error(tmp_path, kaggle_root):
     (root / "train.csv").write_text("file_name,target\na.wav,up\nb.wav,up\nc.wav,down\n")
     with pytest.raises(TableError, match="at least 2 clips per class.*down"):
         make_datamodule(tmp_path, root)
+
+
+def engine_folder(tmp_path, kaggle_root, column="engine"):
+    """kaggle_root's clips with an `engine` column: every "up" clip is the rare engine (a third of them)."""
+    root = tmp_path / "engines"
+    root.mkdir()
+    (root / "audio_files").symlink_to(kaggle_root / "audio_files")
+    table = pd.read_csv(kaggle_root / "train.csv")
+    table[column] = np.where(table.target == "up", "rare", "common")
+    table.to_csv(root / "train.csv", index=False)
+    return root
+
+
+@pytest.mark.parametrize("on_device", ["true", "false"])
+def test_balance_by_draws_each_engine_equally_often(tmp_path, kaggle_root, on_device):
+    root = engine_folder(tmp_path, kaggle_root)
+    draws = Counter()
+    datamodule = make_datamodule(tmp_path, root, "data.balance_by=engine", f"data.on_device={on_device}")
+    loader = datamodule.train_dataloader()
+    for _ in range(40):
+        for _, labels in loader:
+            draws.update(labels.tolist())
+    up = datamodule.classes.index("up")
+    # Unbalanced, "up" would be a third of the draws; balanced, the rare engine is half of them.
+    assert abs(draws[up] / sum(draws.values()) - 0.5) < 0.05
+    assert sum(draws.values()) == 40 * len(datamodule.splits["train"])
+    assert datamodule.splits["val"].paths == make_datamodule(tmp_path, root).splits["val"].paths
+
+
+def test_balance_by_a_missing_column_names_the_csv(tmp_path, kaggle_root):
+    root = engine_folder(tmp_path, kaggle_root, column="source")
+    with pytest.raises(TableError, match=r"train\.csv: data\.balance_by='engine' needs that column"):
+        make_datamodule(tmp_path, root, "data.balance_by=engine")

@@ -76,8 +76,8 @@ def test_kaggle_layout_of_balanced_16k_clips(tiny_root):
     train = pd.read_csv(tiny_root / "train.csv")
     answers = pd.read_csv(tiny_root / "test_labels.csv")
     submission = pd.read_csv(tiny_root / "sample_submission.csv")
-    for table in (train, submission):
-        assert list(table.columns) == ["file_name", "target"]
+    assert list(train.columns) == ["file_name", "target", "engine"] and set(train.engine) == {"espeak"}
+    assert list(submission.columns) == ["file_name", "target"]
     assert list(answers.columns) == ["file_name", "target", "engine", "voice", "channel"]
     clips = pd.read_csv(tiny_root / "clips.csv").set_index("file_name")
     assert answers.set_index("file_name")[["engine", "voice"]].equals(clips.loc[answers.file_name, ["engine", "voice"]])

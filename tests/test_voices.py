@@ -79,6 +79,7 @@ def test_labels_name_engine_voice_and_channel_and_each_engine_can_train_alone(vo
     assert sorted(pd.concat(by_engine).file_name) == sorted(train.file_name)
     clips = pd.read_csv(voices_root / "clips.csv").set_index("file_name")
     assert set(clips.loc[by_engine[1].file_name, "engine"]) == {"kokoro"}
+    assert (train.set_index("file_name").engine == clips.loc[train.file_name, "engine"]).all()  # data.balance_by
 
 
 def test_the_phonemes_fed_are_in_the_models_vocabulary(voices_root):

@@ -14,7 +14,7 @@ import lightning as L
 import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from speechcls.audio import CLIP_SECONDS, SAMPLE_RATE
 from speechcls.data.cache import WaveCache
@@ -40,6 +40,10 @@ class SpeechDataModule(L.LightningDataModule):
     `synthesizer` is an optional object with `ensure(root)` (the built-in synthetic set) that creates
     the folder when it is missing. `classes` fixes the class list labels are indexed by (a
     checkpoint's, for evaluation); by default it is the sorted label set of `train.csv`.
+
+    `balance_by` names a column of `train_csv` (e.g. `engine`): training then draws every value's clips
+    equally often (an epoch is as many clips as the split holds, drawn with replacement), so a source
+    with few clips is not drowned by a large one. Validation and test keep their clips as they are.
 
     `cache` decodes each split once into a memory-mapped `WaveCache` under `cache_dir` (built in
     `prepare_data` for train and validation, on first use for the others). `on_device` (needs `cache`)
@@ -77,6 +81,7 @@ class SpeechDataModule(L.LightningDataModule):
         silence_clips: Mapping[str, int] | None = None,
         silence_dir: str | Path | None = None,
         unknown_csv: str | None = None,
+        balance_by: str | None = None,
     ) -> None:
         super().__init__()
         if cache and cache_dir is None:
@@ -109,6 +114,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.silence_clips = dict(silence_clips or {})
         self.silence_dir = Path(silence_dir) if silence_dir is not None else None
         self.unknown_csv = unknown_csv
+        self.balance_by = balance_by
         self.splits: dict[str, WaveformDataset] = {}
         self.table: pd.DataFrame | None = None  # every clip of the task with its split, made by setup
 
@@ -151,7 +157,15 @@ class SpeechDataModule(L.LightningDataModule):
             if self.test_csv is not None:
                 test = self.audio_check.usable(read_table(self.root / self.test_csv), self.audio_dir)
                 test = pd.concat([test, extra[extra.split == "test"]], ignore_index=True).assign(split="test")
-        train_rows, val_rows = self._split(table[[FILE_COLUMN, TARGET_COLUMN]])
+        columns = [FILE_COLUMN, TARGET_COLUMN]
+        if self.balance_by is not None:
+            if self.balance_by not in table:
+                raise TableError(
+                    f"{self.root / self.train_csv}: data.balance_by={self.balance_by!r} needs that column; "
+                    f"found {list(table.columns)}"
+                )
+            columns.append(self.balance_by)
+        train_rows, val_rows = self._split(table[columns])
         return pd.concat([train_rows.assign(split="train"), val_rows.assign(split="val"), test], ignore_index=True)
 
     def unknown_table(self) -> pd.DataFrame:
@@ -212,18 +226,31 @@ class SpeechDataModule(L.LightningDataModule):
         needs = f"every row of {self.predict_csv} needs a prediction"
         return self.audio_check.usable(read_table(self.root / self.predict_csv, labelled=False), self.audio_dir, needs)
 
-    def _loader(self, dataset: WaveformDataset, shuffle: bool = False) -> DataLoader:
+    def train_weights(self) -> torch.Tensor | None:
+        """Each training clip's drawing weight under `balance_by`: 1 / the size of its group (clips the
+        12-class task adds, without a value, form one group); None without `balance_by`."""
+        if self.balance_by is None:
+            return None
+        groups = self.table.loc[self.table.split == "train", self.balance_by].fillna("")
+        return torch.as_tensor(1.0 / groups.map(groups.value_counts()).to_numpy(), dtype=torch.float)
+
+    def _loader(self, dataset: WaveformDataset, shuffle: bool = False, weights: torch.Tensor | None = None) -> DataLoader:
+        sampler = None
+        if weights is not None:
+            generator = torch.Generator().manual_seed(self.seed)
+            sampler, shuffle = WeightedRandomSampler(weights, len(weights), generator=generator), False
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             drop_last=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
         )
 
-    def _device_batches(self, dataset: WaveformDataset) -> DeviceBatches:
+    def _device_batches(self, dataset: WaveformDataset, weights: torch.Tensor | None = None) -> DeviceBatches:
         trainer = self.trainer
         return DeviceBatches(
             dataset.cache,
@@ -235,12 +262,13 @@ class SpeechDataModule(L.LightningDataModule):
             seed=self.seed,
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
+            weights=weights,
         )
 
     def train_dataloader(self) -> DataLoader | DeviceBatches:
         if self.on_device:
-            return self._device_batches(self.splits["train"])
-        return self._loader(self.splits["train"], shuffle=True)
+            return self._device_batches(self.splits["train"], self.train_weights())
+        return self._loader(self.splits["train"], shuffle=True, weights=self.train_weights())
 
     def val_dataloader(self) -> DataLoader | DeviceBatches:
         if self.on_device:

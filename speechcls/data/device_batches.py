@@ -17,7 +17,8 @@ class DeviceBatches:
     Training shuffles every epoch and places each clip at a random offset (`speechcls.audio.random_starts`,
     as decoding does); evaluation yields the cache's evaluation windows in file order,
     the same batches as a DataLoader over the cached dataset. With several processes each takes every
-    `world_size`-th item of the order, starting at `rank`.
+    `world_size`-th item of the order, starting at `rank`. `weights` (one per clip) makes a training epoch
+    as many clips drawn with replacement in proportion to them (`SpeechDataModule`'s `balance_by`).
     """
 
     def __init__(
@@ -31,6 +32,7 @@ class DeviceBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        weights: Sequence[float] | None = None,
     ) -> None:
         device = torch.device(device)
         # On the CPU this stays a view of the memory map; on a GPU it is one copy of the split.
@@ -39,6 +41,7 @@ class DeviceBatches:
             column.to(device) for column in (cache.offsets, cache.lengths, cache.evaluation_starts)
         )
         self.labels = torch.as_tensor(labels, dtype=torch.long, device=device)
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float, device=device)
         self.batch_size = batch_size
         self.length = length
         self.train = train
@@ -53,7 +56,9 @@ class DeviceBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count, device = len(self.labels), self.labels.device
-        if self.train:
+        if self.train and self.weights is not None:
+            order = torch.multinomial(self.weights, count, replacement=True, generator=self.order_generator)
+        elif self.train:
             order = torch.randperm(count, generator=self.order_generator, device=device)
         else:
             order = torch.arange(count, device=device)

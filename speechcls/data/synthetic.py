@@ -3,7 +3,7 @@
 `SyntheticSpeechSet(...).ensure(ROOT)` writes, once:
 
     ROOT/audio_files/<hash>.wav   16 kHz mono PCM_16, exactly CLIP_SAMPLES samples
-    ROOT/train.csv                file_name,target
+    ROOT/train.csv                file_name,target,engine  (engine: for data.balance_by=engine)
     ROOT/sample_submission.csv    file_name,target  the test files, target a placeholder (first word)
     ROOT/test_labels.csv          file_name,target,engine,voice,channel  the answers, in sample_submission's order
     ROOT/clips.csv                every clip's split, word, engine, voice, channel and drawn parameters
@@ -111,8 +111,8 @@ OTHER_WORDS = (
 
 # Bumped when the same parameters give different files (2: the resampling kernel built once, float
 # rounding; 3: engine, voice and channel columns in test_labels.csv; 4: other words, noise recordings;
-# 5: libc's rand() seeded per utterance).
-FORMAT_VERSION = 5
+# 5: libc's rand() seeded per utterance; 6: engine column in train.csv).
+FORMAT_VERSION = 6
 AUDIO_DIR = "audio_files"
 MANIFEST = "manifest.json"
 SPLITS = ("train", "test")
@@ -275,10 +275,11 @@ class SyntheticSpeechSet:
         clips[other][[*columns, "split"]].to_csv(folder / "unknown_words.csv", index=False)
         clips = clips[~other]
         train = clips[clips["split"] == "train"]
-        train[columns].to_csv(folder / "train.csv", index=False)
+        train = train[[*columns, "engine"]]
+        train.to_csv(folder / "train.csv", index=False)
         if len(self.engines()) > 1:  # cross-engine runs: data.train_csv=train_<engine>.csv
             for engine in self.engines():
-                train[train["engine"] == engine][columns].to_csv(folder / f"train_{engine}.csv", index=False)
+                train[train["engine"] == engine].to_csv(folder / f"train_{engine}.csv", index=False)
         test = clips[clips["split"] == "test"]
         test[[*columns, *CONDITION_COLUMNS]].to_csv(folder / "test_labels.csv", index=False)
         test[columns].assign(**{TARGET_COLUMN: self.words[0]}).to_csv(folder / "sample_submission.csv", index=False)
