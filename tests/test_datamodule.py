@@ -83,3 +83,15 @@ def test_balance_by_a_missing_column_names_the_csv(tmp_path, kaggle_root):
     root = engine_folder(tmp_path, kaggle_root, column="source")
     with pytest.raises(TableError, match=r"train\.csv: data\.balance_by='engine' needs that column"):
         make_datamodule(tmp_path, root, "data.balance_by=engine")
+
+
+def test_clips_per_class_keeps_a_seeded_stratified_subset(tmp_path, kaggle_root):
+    full = make_datamodule(tmp_path, kaggle_root)
+    small = make_datamodule(tmp_path, kaggle_root, "data.clips_per_class=5")
+    again = make_datamodule(tmp_path, kaggle_root, "data.clips_per_class=5")
+    kept = small.splits["train"].paths + small.splits["val"].paths
+    assert len(kept) == 15 and Counter(small.splits["train"].labels) == {0: 4, 1: 4, 2: 4}
+    assert set(kept) < set(full.splits["train"].paths + full.splits["val"].paths)
+    assert small.splits["val"].paths == again.splits["val"].paths
+    other_seed = make_datamodule(tmp_path, kaggle_root, "data.clips_per_class=5", "seed=7")
+    assert set(other_seed.splits["train"].paths) != set(small.splits["train"].paths)

@@ -45,6 +45,9 @@ class SpeechDataModule(L.LightningDataModule):
     equally often (an epoch is as many clips as the split holds, drawn with replacement), so a source
     with few clips is not drowned by a large one. Validation and test keep their clips as they are.
 
+    `clips_per_class` keeps that many clips of each class of `train_csv` (a seeded draw, before the split):
+    a small-data condition, or a learning curve, from any set.
+
     `cache` decodes each split once into a memory-mapped `WaveCache` under `cache_dir` (built in
     `prepare_data` for train and validation, on first use for the others). `on_device` (needs `cache`)
     holds the train and validation splits on the training device and draws the fitting batches there.
@@ -82,6 +85,7 @@ class SpeechDataModule(L.LightningDataModule):
         silence_dir: str | Path | None = None,
         unknown_csv: str | None = None,
         balance_by: str | None = None,
+        clips_per_class: int | None = None,
     ) -> None:
         super().__init__()
         if cache and cache_dir is None:
@@ -115,6 +119,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.silence_dir = Path(silence_dir) if silence_dir is not None else None
         self.unknown_csv = unknown_csv
         self.balance_by = balance_by
+        self.clips_per_class = clips_per_class
         self.splits: dict[str, WaveformDataset] = {}
         self.table: pd.DataFrame | None = None  # every clip of the task with its split, made by setup
 
@@ -165,7 +170,11 @@ class SpeechDataModule(L.LightningDataModule):
                     f"found {list(table.columns)}"
                 )
             columns.append(self.balance_by)
-        train_rows, val_rows = self._split(table[columns])
+        table = table[columns]
+        if self.clips_per_class is not None:
+            shuffled = table.sample(frac=1, random_state=self.seed)
+            table = shuffled.groupby(TARGET_COLUMN).head(self.clips_per_class).sort_index()
+        train_rows, val_rows = self._split(table)
         return pd.concat([train_rows.assign(split="train"), val_rows.assign(split="val"), test], ignore_index=True)
 
     def unknown_table(self) -> pd.DataFrame:
