@@ -26,7 +26,7 @@ def study_params() -> dict[str, list[str]]:
 def test_the_study_is_3_recipes_by_4_conditions_by_2_seeds_and_every_run_composes_and_builds(tmp_path):
     params = study_params()
     assert params == {
-        "data": ["synthetic_small", "synthetic_cross_engine", "synthetic", "synthetic_voices"],
+        "data": ["synthetic_voices_small", "synthetic_cross_engine", "synthetic", "synthetic_voices"],
         "experiment": ["bc_resnet_32ms", "resnet18_10ms", "resnet18_32ms"],
         "seed": ["1", "2"],
     }
@@ -47,12 +47,13 @@ def test_the_study_is_3_recipes_by_4_conditions_by_2_seeds_and_every_run_compose
         if experiment != "bc_resnet_32ms":  # the candidates: each clip's log-mel standardised, at a 10 or 32 ms hop
             assert (cfg.features.hop_length, cfg.features.normalize) == ({"resnet18_10ms": 160, "resnet18_32ms": 512}[experiment], "clip")
     conditions = {data: runs[data, "bc_resnet_32ms"].data for data in params["data"]}
-    assert conditions["synthetic_small"].synthesizer.clips_per_word == 50
-    assert conditions["synthetic_small"].root != conditions["synthetic"].root  # never replaces the other set
-    cross, voices = conditions["synthetic_cross_engine"], conditions["synthetic_voices"]
-    assert cross.train_csv == "train_espeak.csv" and voices.train_csv == "train.csv"
-    # The same folder and synthesizer: the cross-engine runs reuse the two-engine set, never regenerate it.
-    assert (cross.root, cross.synthesizer, cross.test_csv) == (voices.root, voices.synthesizer, voices.test_csv)
+    small, cross, voices = (conditions[name] for name in ("synthetic_voices_small", "synthetic_cross_engine", "synthetic_voices"))
+    assert (small.clips_per_class, voices.clips_per_class) == (50, None)
+    assert (cross.train_csv, small.train_csv, voices.train_csv) == ("train_espeak.csv", "train.csv", "train.csv")
+    assert (cross.balance_by, small.balance_by, voices.balance_by) == (None, "engine", "engine")
+    # The same folder and synthesizer: the small and cross-engine runs reuse the two-engine set, never regenerate it.
+    for condition in (small, cross):
+        assert (condition.root, condition.synthesizer, condition.test_csv) == (voices.root, voices.synthesizer, voices.test_csv)
 
 
 def test_the_baseline_is_the_earlier_best_and_best_is_the_studys_winner(tmp_path):
