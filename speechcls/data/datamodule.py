@@ -14,7 +14,7 @@ import lightning as L
 import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
 
 from speechcls.audio import CLIP_SECONDS, SAMPLE_RATE
 from speechcls.data.cache import WaveCache
@@ -243,11 +243,7 @@ class SpeechDataModule(L.LightningDataModule):
         groups = self.table.loc[self.table.split == "train", self.balance_by].fillna("")
         return torch.as_tensor(1.0 / groups.map(groups.value_counts()).to_numpy(), dtype=torch.float)
 
-    def _loader(self, dataset: WaveformDataset, shuffle: bool = False, weights: torch.Tensor | None = None) -> DataLoader:
-        sampler = None
-        if weights is not None:
-            generator = torch.Generator().manual_seed(self.seed)
-            sampler, shuffle = WeightedRandomSampler(weights, len(weights), generator=generator), False
+    def _loader(self, dataset: WaveformDataset, shuffle: bool = False, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -275,9 +271,13 @@ class SpeechDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader | DeviceBatches:
+        weights = self.train_weights()
         if self.on_device:
-            return self._device_batches(self.splits["train"], self.train_weights())
-        return self._loader(self.splits["train"], shuffle=True, weights=self.train_weights())
+            return self._device_batches(self.splits["train"], weights)
+        if weights is None:
+            return self._loader(self.splits["train"], shuffle=True)
+        generator = torch.Generator().manual_seed(self.seed)
+        return self._loader(self.splits["train"], sampler=WeightedRandomSampler(weights, len(weights), generator=generator))
 
     def val_dataloader(self) -> DataLoader | DeviceBatches:
         if self.on_device:
