@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from hydra.errors import InstantiationException
 
 from conftest import TINY_CLASSES, setup_datamodule
 from speechcls.audio import CLIP_SAMPLES
@@ -64,10 +65,13 @@ def engine_folder(tmp_path, kaggle_root, column="engine"):
 
 
 @pytest.mark.parametrize("on_device", ["true", "false"])
-def test_balance_by_draws_each_engine_equally_often(tmp_path, kaggle_root, on_device):
+@pytest.mark.parametrize("epoch", ["split", "largest"])
+def test_balance_by_draws_each_engine_equally_often(tmp_path, kaggle_root, on_device, epoch):
     root = engine_folder(tmp_path, kaggle_root)
     draws = Counter()
-    datamodule = make_datamodule(tmp_path, root, "data.balance_by=engine", f"data.on_device={on_device}")
+    datamodule = make_datamodule(
+        tmp_path, root, "data.balance_by=engine", f"data.balance_epoch={epoch}", f"data.on_device={on_device}"
+    )
     loader = datamodule.train_dataloader()
     for _ in range(40):
         for _, labels in loader:
@@ -75,7 +79,12 @@ def test_balance_by_draws_each_engine_equally_often(tmp_path, kaggle_root, on_de
     up = datamodule.classes.index("up")
     # Unbalanced, "up" would be a third of the draws; balanced, the rare engine is half of them.
     assert abs(draws[up] / sum(draws.values()) - 0.5) < 0.05
-    assert sum(draws.values()) == 40 * len(datamodule.splits["train"])
+    train_labels = datamodule.splits["train"].labels
+    common = sum(label != up for label in train_labels)
+    # `largest`: the common engine's clips are drawn as often as it holds clips, and so is the rare one.
+    epoch_draws = len(train_labels) if epoch == "split" else 2 * common
+    assert sum(draws.values()) == 40 * epoch_draws
+    assert len(loader) == -(-epoch_draws // datamodule.batch_size)
     assert datamodule.splits["val"].paths == make_datamodule(tmp_path, root).splits["val"].paths
 
 
@@ -83,6 +92,12 @@ def test_balance_by_a_missing_column_names_the_csv(tmp_path, kaggle_root):
     root = engine_folder(tmp_path, kaggle_root, column="source")
     with pytest.raises(TableError, match=r"train\.csv: data\.balance_by='engine' needs that column"):
         make_datamodule(tmp_path, root, "data.balance_by=engine")
+
+
+def test_an_unknown_balance_epoch_is_named(tmp_path, kaggle_root):
+    root = engine_folder(tmp_path, kaggle_root)
+    with pytest.raises(InstantiationException, match=r"data\.balance_epoch='longest': expected 'split' or 'largest'"):
+        make_datamodule(tmp_path, root, "data.balance_by=engine", "data.balance_epoch=longest")
 
 
 def test_clips_per_class_keeps_a_seeded_stratified_subset(tmp_path, kaggle_root):

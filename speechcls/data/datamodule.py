@@ -42,8 +42,10 @@ class SpeechDataModule(L.LightningDataModule):
     checkpoint's, for evaluation); by default it is the sorted label set of `train.csv`.
 
     `balance_by` names a column of `train_csv` (e.g. `engine`): training then draws every value's clips
-    equally often (an epoch is as many clips as the split holds, drawn with replacement), so a source
-    with few clips is not drowned by a large one. Validation and test keep their clips as they are.
+    equally often, with replacement, so a source with few clips is not drowned by a large one. An epoch
+    is as many draws as the split holds (`balance_epoch="split"`) or as many as every value would need to
+    be drawn as often as the largest one holds clips (`"largest"`: the large source's clips are seen as
+    often as without balancing, and epochs are longer). Validation and test keep their clips as they are.
 
     `clips_per_class` keeps that many clips of each class of `train_csv` (a seeded draw, before the split):
     a small-data condition, or a learning curve, from any set.
@@ -85,6 +87,7 @@ class SpeechDataModule(L.LightningDataModule):
         silence_dir: str | Path | None = None,
         unknown_csv: str | None = None,
         balance_by: str | None = None,
+        balance_epoch: str = "split",
         clips_per_class: int | None = None,
     ) -> None:
         super().__init__()
@@ -118,7 +121,10 @@ class SpeechDataModule(L.LightningDataModule):
         self.silence_clips = dict(silence_clips or {})
         self.silence_dir = Path(silence_dir) if silence_dir is not None else None
         self.unknown_csv = unknown_csv
+        if balance_epoch not in ("split", "largest"):
+            raise ValueError(f"data.balance_epoch={balance_epoch!r}: expected 'split' or 'largest'")
         self.balance_by = balance_by
+        self.balance_epoch = balance_epoch
         self.clips_per_class = clips_per_class
         self.splits: dict[str, WaveformDataset] = {}
         self.table: pd.DataFrame | None = None  # every clip of the task with its split, made by setup
@@ -235,13 +241,15 @@ class SpeechDataModule(L.LightningDataModule):
         needs = f"every row of {self.predict_csv} needs a prediction"
         return self.audio_check.usable(read_table(self.root / self.predict_csv, labelled=False), self.audio_dir, needs)
 
-    def train_weights(self) -> torch.Tensor | None:
-        """Each training clip's drawing weight under `balance_by`: 1 / the size of its group (clips the
-        12-class task adds, without a value, form one group); None without `balance_by`."""
+    def balanced_draws(self) -> tuple[torch.Tensor, int] | None:
+        """Under `balance_by`: each training clip's drawing weight, 1 / the size of its group (clips the
+        12-class task adds, without a value, form one group), and how many clips an epoch draws."""
         if self.balance_by is None:
             return None
         groups = self.table.loc[self.table.split == "train", self.balance_by].fillna("")
-        return torch.as_tensor(1.0 / groups.map(groups.value_counts()).to_numpy(), dtype=torch.float)
+        sizes = groups.value_counts()
+        weights = torch.as_tensor(1.0 / groups.map(sizes).to_numpy(), dtype=torch.float)
+        return weights, len(groups) if self.balance_epoch == "split" else len(sizes) * int(sizes.max())
 
     def _loader(self, dataset: WaveformDataset, shuffle: bool = False, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(
@@ -255,7 +263,10 @@ class SpeechDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers,
         )
 
-    def _device_batches(self, dataset: WaveformDataset, weights: torch.Tensor | None = None) -> DeviceBatches:
+    def _device_batches(
+        self, dataset: WaveformDataset, balance: tuple[torch.Tensor, int] | None = None
+    ) -> DeviceBatches:
+        weights, draws = balance or (None, None)
         trainer = self.trainer
         return DeviceBatches(
             dataset.cache,
@@ -268,16 +279,18 @@ class SpeechDataModule(L.LightningDataModule):
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
             weights=weights,
+            draws=draws,
         )
 
     def train_dataloader(self) -> DataLoader | DeviceBatches:
-        weights = self.train_weights()
+        balance = self.balanced_draws()
         if self.on_device:
-            return self._device_batches(self.splits["train"], weights)
-        if weights is None:
+            return self._device_batches(self.splits["train"], balance)
+        if balance is None:
             return self._loader(self.splits["train"], shuffle=True)
+        weights, draws = balance
         generator = torch.Generator().manual_seed(self.seed)
-        return self._loader(self.splits["train"], sampler=WeightedRandomSampler(weights, len(weights), generator=generator))
+        return self._loader(self.splits["train"], sampler=WeightedRandomSampler(weights, draws, generator=generator))
 
     def val_dataloader(self) -> DataLoader | DeviceBatches:
         if self.on_device:

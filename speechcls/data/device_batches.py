@@ -18,7 +18,8 @@ class DeviceBatches:
     as decoding does); evaluation yields the cache's evaluation windows in file order,
     the same batches as a DataLoader over the cached dataset. With several processes each takes every
     `world_size`-th item of the order, starting at `rank`. `weights` (one per clip) makes a training epoch
-    as many clips drawn with replacement in proportion to them (`SpeechDataModule`'s `balance_by`).
+    `draws` clips (default: as many as the split holds) drawn with replacement in proportion to them
+    (`SpeechDataModule`'s `balance_by`).
     """
 
     def __init__(
@@ -33,6 +34,7 @@ class DeviceBatches:
         rank: int = 0,
         world_size: int = 1,
         weights: Sequence[float] | None = None,
+        draws: int | None = None,
     ) -> None:
         device = torch.device(device)
         # On the CPU this stays a view of the memory map; on a GPU it is one copy of the split.
@@ -42,6 +44,7 @@ class DeviceBatches:
         )
         self.labels = torch.as_tensor(labels, dtype=torch.long, device=device)
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float, device=device)
+        self.draws = len(self.labels) if weights is None or draws is None else draws
         self.batch_size = batch_size
         self.length = length
         self.train = train
@@ -52,12 +55,13 @@ class DeviceBatches:
         self.world_size = world_size
 
     def __len__(self) -> int:
-        return math.ceil(len(range(self.rank, len(self.labels), self.world_size)) / self.batch_size)
+        count = self.draws if self.train else len(self.labels)
+        return math.ceil(len(range(self.rank, count, self.world_size)) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count, device = len(self.labels), self.labels.device
         if self.train and self.weights is not None:
-            order = torch.multinomial(self.weights, count, replacement=True, generator=self.order_generator)
+            order = torch.multinomial(self.weights, self.draws, replacement=True, generator=self.order_generator)
         elif self.train:
             order = torch.randperm(count, generator=self.order_generator, device=device)
         else:
