@@ -97,6 +97,8 @@ class SpeechDataModule(L.LightningDataModule):
             raise ValueError(
                 "on_device=true needs cache=true: the device copy is made from the cache (or set on_device=false)"
             )
+        if balance_epoch not in ("split", "largest"):
+            raise ValueError(f"data.balance_epoch={balance_epoch!r}: expected 'split' or 'largest'")
         self.root = Path(root)
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -121,8 +123,6 @@ class SpeechDataModule(L.LightningDataModule):
         self.silence_clips = dict(silence_clips or {})
         self.silence_dir = Path(silence_dir) if silence_dir is not None else None
         self.unknown_csv = unknown_csv
-        if balance_epoch not in ("split", "largest"):
-            raise ValueError(f"data.balance_epoch={balance_epoch!r}: expected 'split' or 'largest'")
         self.balance_by = balance_by
         self.balance_epoch = balance_epoch
         self.clips_per_class = clips_per_class
