@@ -18,6 +18,8 @@ import torchaudio.functional as AF
 SAMPLE_RATE = 16_000
 CLIP_SECONDS = 1.0
 CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)
+# int16 PCM as float: x / 32768, as soundfile reads it.
+FULL_SCALE = 32768.0
 
 
 class AudioError(ValueError):
@@ -153,3 +155,20 @@ def shift(waves: torch.Tensor, samples: torch.Tensor | int) -> torch.Tensor:
 def load_clip(path: str | Path, sample_rate: int = SAMPLE_RATE, length: int = CLIP_SAMPLES) -> torch.Tensor:
     """A file as a deterministic fixed-length clip, the way validation and prediction see it."""
     return fix_length(read_audio(path, sample_rate), length)
+
+
+def pcm16(wave: torch.Tensor, headroom: bool = False) -> torch.Tensor:
+    """Float samples as int16 PCM: x * 32768 rounded and clipped. `headroom`: scaled by 32767 instead,
+    so a full-scale peak is kept exactly (the synthetic sets are written so; the cache reads either)."""
+    scale = FULL_SCALE - 1 if headroom else FULL_SCALE
+    return (wave * scale).round().clamp(-FULL_SCALE, FULL_SCALE - 1).to(torch.int16)
+
+
+def coloured(white: torch.Tensor, exponent: torch.Tensor | float) -> torch.Tensor:
+    """White noise (..., samples) shaped to a 1/f**exponent power spectrum (0 white, 1 pink, 2 brown);
+    `exponent` broadcasts against (..., 1). The synthetic set's noise comes from here too."""
+    length = white.shape[-1]
+    frequencies = torch.fft.rfftfreq(length, device=white.device, dtype=white.dtype)
+    frequencies[0] = frequencies[1]  # keep DC finite
+    # f ** (-exponent / 2) as an exp of a product: a per-row power is much slower on a CPU.
+    return torch.fft.irfft(torch.fft.rfft(white) * torch.exp(frequencies.log() * (-torch.as_tensor(exponent) / 2)), length)

@@ -15,7 +15,14 @@ import torch
 import torchaudio.functional as AF
 from torch import nn
 
-from speechcls.audio import SAMPLE_RATE, crop_windows, random_starts, read_audio, shift
+from speechcls.audio import (
+    SAMPLE_RATE,
+    coloured,
+    crop_windows,
+    random_starts,
+    read_audio,
+    shift,
+)
 
 
 class RandomTransform(nn.Module):
@@ -41,16 +48,6 @@ class RandomTransform(nn.Module):
                 x[rows] = self.transform(x[rows])
             return x
         return torch.where(chosen.view(-1, *[1] * (x.dim() - 1)), self.transform(x), x)
-
-
-def coloured(white: torch.Tensor, exponent: torch.Tensor | float) -> torch.Tensor:
-    """White noise (..., samples) shaped to a 1/f**exponent power spectrum (0 white, 1 pink, 2 brown);
-    `exponent` broadcasts against (..., 1). The synthetic set's noise comes from here too."""
-    length = white.shape[-1]
-    frequencies = torch.fft.rfftfreq(length, device=white.device, dtype=white.dtype)
-    frequencies[0] = frequencies[1]  # keep DC finite
-    # f ** (-exponent / 2) as an exp of a product: a per-row power is much slower on a CPU.
-    return torch.fft.irfft(torch.fft.rfft(white) * torch.exp(frequencies.log() * (-torch.as_tensor(exponent) / 2)), length)
 
 
 def _uniform(low: float, high: float, n: int, device: torch.device) -> torch.Tensor:

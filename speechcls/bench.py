@@ -37,18 +37,18 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from speechcls.allocator import keep_freed_memory
 from speechcls.audio import SAMPLE_RATE
+from speechcls.config import CONFIG_DIR, fit_setup
 from speechcls.data.cache import WaveCache
 from speechcls.data.dataset import WaveformDataset
 from speechcls.data.device_batches import DeviceBatches
 from speechcls.data.tables import read_table
+from speechcls.inference import predict_probabilities
 from speechcls.models.torchvision_nets import TorchvisionClassifier
-from speechcls.module import SpeechClassifier
-from speechcls.predict import predict_probabilities
-from speechcls.train import CONFIG_DIR, build_module
+from speechcls.module import SpeechClassifier, build_module
 from speechcls.tutorial_baseline import TutorialDataset, predict_per_file
 
 # Ratios to the tutorial's way asked for on the 2-core CPU (warm data path, training, prediction).
@@ -131,7 +131,7 @@ def bench_data(cfg: DictConfig, dataset: WaveformDataset, device: torch.device, 
         return WaveCache.ensure(paths, cache_dir, dataset.sample_rate, dataset.length)
 
     def on_device(cache: WaveCache) -> DeviceBatches:
-        return DeviceBatches(cache, labels, batch_size, dataset.length, train=True, device=device)
+        return DeviceBatches(cache, labels, batch_size, dataset.length, RandomSampler(labels), device=device)
 
     tutorial = DataLoader(TutorialDataset(paths, labels, cfg.features), batch_size=batch_size, shuffle=True)
     warm = cached()
@@ -219,12 +219,7 @@ def bench_tutorial_training(
 
 def bench_our_training(cfg: DictConfig, steps: int) -> float:
     """Clips per second of steps 2..`steps` of `python -m speechcls.train`'s setup (cache warm)."""
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    module = build_module(cfg, datamodule.classes)
-    if cfg.compile:
-        module.net.compile()
+    datamodule, module = fit_setup(cfg)
     timer = StepTimer()
     trainer = instantiate(
         cfg.trainer,

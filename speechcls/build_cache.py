@@ -10,18 +10,17 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from speechcls.config import CONFIG_DIR
 from speechcls.data.datamodule import SpeechDataModule
 from speechcls.data.dataset import WaveformDataset
-from speechcls.train import CONFIG_DIR
 
 
 def build_caches(datamodule: SpeechDataModule) -> dict[str, WaveformDataset]:
     """Every split's dataset, each backed by its cache (built when missing or stale)."""
     datamodule.prepare_data()
     datamodule.setup()
+    datamodule.test_split()  # reads the test labels where training would
     splits = dict(datamodule.splits)
-    if datamodule.test_csv is not None and "test" not in splits:  # the 12-class task made its own
-        splits["test"] = datamodule.labelled_dataset(datamodule.test_csv)
     splits["predict"] = datamodule.predict_dataset()
     return splits
 

@@ -11,7 +11,6 @@ test_labels.csv) add accuracy_by_condition.csv and those accuracies in metrics.j
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 
 from speechcls.callbacks.figures import confusion_figure
 from speechcls.checkpoints import resolve_checkpoint
+from speechcls.config import CONFIG_DIR
 from speechcls.data.conditions import (
     CONFIDENCE_COLUMN,
     PREDICTED_COLUMN,
@@ -32,9 +32,9 @@ from speechcls.data.conditions import (
     with_conditions,
 )
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
-from speechcls.predict import load_classifier, make_trainer, predict_probabilities
+from speechcls.inference import load_classifier, make_trainer, predict_probabilities
+from speechcls.run_record import write_record
 from speechcls.submission import check_submission
-from speechcls.train import CONFIG_DIR
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -43,25 +43,24 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         results, classes = score_submission(cfg)
         source = f"submission {cfg.submission}"
     else:
-        results, classes = run_model(cfg)
-        source = f"checkpoint on {cfg.data.get('test_csv') or 'the validation split'}"
+        results, classes, tested_on = run_model(cfg)
+        source = f"checkpoint on {tested_on}"
     return write_reports(results, classes, Path(cfg.paths.output_dir), source)
 
 
-def run_model(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
-    """Predictions of the checkpoint on the labelled clips, with their confidence, and its classes."""
+def run_model(cfg: DictConfig) -> tuple[pd.DataFrame, list[str], str]:
+    """Predictions of the checkpoint on the data module's test split, with their confidence, the
+    checkpoint's classes and the split's name."""
     checkpoint = resolve_checkpoint(cfg.ckpt_path, cfg.runs_dir)
     classifier = load_classifier(checkpoint, cfg.channels_last)
     classes = classifier.classes
     # Labels are indexed by the checkpoint's classes: an unknown label is an error naming it.
     datamodule = instantiate(cfg.data, classes=classes)
-    if cfg.data.get("test_csv") is None:  # (data=speechcommands has no such key)
+    split = datamodule.test_split()
+    if split.is_validation:
         warn_if_split_differs(cfg, checkpoint)
-        datamodule.setup("validate")
-    elif datamodule.task == 12:  # the test split training tests on: drawn _unknown_ clips, silence
-        datamodule.setup("test")
     probabilities = predict_probabilities(classifier, datamodule.test_dataloader(), make_trainer(cfg), cfg.tta_shifts)
-    return results_of_test_split(datamodule, probabilities), classes
+    return results_of_test_split(datamodule, probabilities), classes, split.name
 
 
 def score_submission(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:
@@ -92,7 +91,7 @@ def write_reports(results: pd.DataFrame, classes: Sequence[str], output_dir: Pat
     by_condition = accuracy_by_condition(results)
     for condition, value, accuracy in by_condition[["condition", "value", "accuracy"]].itertuples(index=False):
         metrics[f"accuracy/{condition}/{value}"] = float(accuracy)
-    (output_dir / "metrics.json").write_text(json.dumps({**metrics, "source": source}, indent=2))
+    write_record(output_dir, {"status": "ok", "metrics": metrics, "test_data": source})
     precision, recall, f1, support = precision_recall_fscore_support(true, predicted, labels=classes, zero_division=0)
     pd.DataFrame(
         {"class": classes, "precision": precision, "recall": recall, "f1": f1, "support": support}
@@ -142,7 +141,7 @@ def warn_if_split_differs(cfg: DictConfig, checkpoint: Path) -> None:
         return
     trained = OmegaConf.load(saved).data
     for key in ("seed", "val_fraction"):
-        if trained[key] != cfg.data[key]:
+        if trained.get(key) != cfg.data.get(key):
             warnings.warn(
                 f"data.{key}={cfg.data[key]} but the checkpoint's run was trained with {trained[key]}: "
                 f"the validation split may contain training clips (pass seed=... as in training)",

@@ -33,11 +33,11 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
+from speechcls.config import CONFIG_DIR
 from speechcls.data.twelve_class import KEYWORDS, UNKNOWN
-from speechcls.detect import PROGRESS, Detector, load_model
+from speechcls.detector import PROGRESS, Detector
+from speechcls.inference import load_model
 from speechcls.streams import KeywordStream
-from speechcls.train import CONFIG_DIR
 
 ALL = "all"
 TARGET_RATES = (0.5, 1.0, 5.0)
@@ -119,13 +119,12 @@ def stream_clips(cfg: DictConfig) -> tuple[list[tuple[Path, str]], list[Path]]:
     """The held-out test clips of the 12-class task: (path, word) of the keywords, paths of `_unknown_`."""
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
-    datamodule.setup("test")
-    test = datamodule.table[datamodule.table.split == "test"]
-    if datamodule.task != 12 or test.empty:
+    test = datamodule.test_split()
+    if datamodule.task != 12 or test.is_validation:
         raise ValueError("the streams are made of the 12-class task's test split: set data.task=12 and data.test_csv")
-    paths = [datamodule.audio_dir / name for name in test[FILE_COLUMN]]
-    keywords = [(path, word) for path, word in zip(paths, test[TARGET_COLUMN]) if word in KEYWORDS]
-    speech = [path for path, word in zip(paths, test[TARGET_COLUMN]) if word == UNKNOWN]
+    words = [datamodule.classes[label] for label in test.dataset.labels]
+    keywords = [(path, word) for path, word in zip(test.dataset.paths, words) if word in KEYWORDS]
+    speech = [path for path, word in zip(test.dataset.paths, words) if word == UNKNOWN]
     return keywords, speech
 
 

@@ -6,7 +6,6 @@ inside the graph) and labels.txt, then checks the exported model against the che
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -15,8 +14,8 @@ from omegaconf import DictConfig
 
 from speechcls.audio import CLIP_SAMPLES
 from speechcls.checkpoints import resolve_checkpoint
-from speechcls.predict import load_classifier
-from speechcls.train import CONFIG_DIR
+from speechcls.config import CONFIG_DIR
+from speechcls.inference import load_classifier, load_exported
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
 
@@ -49,17 +48,6 @@ def export(checkpoint: str | Path, output_dir: str | Path, format: str = "onnx",
         raise RuntimeError(f"{path}: exported scores differ from the checkpoint's by {difference:.2e} > {tolerance}")
     print(f"exported {checkpoint} -> {path} (+ labels.txt); max score difference {difference:.1e}")
     return path
-
-
-def load_exported(path: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    """An exported model as a function of waveform batches (batch, samples) -> scores, loaded once
-    (ONNX through onnxruntime, TorchScript through torch.jit)."""
-    if str(path).endswith(".onnx"):
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return lambda wave: torch.from_numpy(session.run(None, {"waveform": wave.numpy()})[0])
-    return torch.jit.load(str(path))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")

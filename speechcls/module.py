@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import inspect
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_info
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from speechcls.audio import CLIP_SAMPLES
 from speechcls.augment import Augmentation
+from speechcls.checkpoints import read_checkpoint
 from speechcls.models.complexity import count_macs, count_parameters
 
 
@@ -103,10 +106,15 @@ class SpeechClassifier(L.LightningModule):
         # The logits reach callbacks' on_validation_batch_end (confusion matrix, worst mistakes).
         return logits
 
+    def on_test_epoch_start(self) -> None:
+        self.test_probabilities: list[torch.Tensor] = []
+
     def test_step(self, batch, batch_idx: int) -> None:
         wave, target = batch
         logits = self(wave)
         self._log("test", self.criterion(logits, target), logits, target)
+        # Kept for the test split's per-condition accuracy, so nothing predicts the split twice.
+        self.test_probabilities.append(logits.detach().float().softmax(dim=-1).cpu())
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self(batch[0]).softmax(dim=-1)
@@ -140,3 +148,30 @@ class SpeechClassifier(L.LightningModule):
             build = partial(build, total_steps=int(self.trainer.estimated_stepping_batches))
         scheduler = build(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **spec}}
+
+
+def build_module(cfg: DictConfig, classes: list[str]) -> SpeechClassifier:
+    """The LightningModule from the composed config, with plain-dict sub-configs for the checkpoint."""
+    plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
+    return SpeechClassifier(
+        classes=classes,
+        net=plain(cfg.model),
+        features=plain(cfg.features),
+        optimizer=plain(cfg.optimizer),
+        scheduler=plain(cfg.scheduler) or None,
+        augment=plain(cfg.augment) or None,
+        **plain(cfg.module),
+    )
+
+
+def resumed_module(checkpoint: Path, classes: list[str]) -> SpeechClassifier:
+    """The module as the checkpoint's run built it: a changed model, feature or optimizer config cannot
+    silently alter a resumed run."""
+    hparams = read_checkpoint(checkpoint)["hyper_parameters"]
+    hparams.pop("gemm_small_maps", None)  # retired option of earlier checkpoints: now speechcls.callbacks.CPUTuning
+    if list(hparams["classes"]) != list(classes):
+        raise ValueError(
+            f"{checkpoint} was trained on the classes {hparams['classes']}, the data has {classes}: resume "
+            "with the data overrides of the original run (its .hydra/overrides.yaml lists them)"
+        )
+    return SpeechClassifier(**hparams)

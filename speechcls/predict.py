@@ -6,68 +6,18 @@ batches under `torch.inference_mode()` (Lightning's predict loop); the class lis
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
-import lightning as L
 import pandas as pd
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader
 
-from speechcls.audio import shift
 from speechcls.checkpoints import resolve_checkpoint
+from speechcls.config import CONFIG_DIR
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
-from speechcls.module import SpeechClassifier
+from speechcls.inference import load_classifier, make_trainer, predict_probabilities
 from speechcls.submission import write_csv_atomically, write_submission
-from speechcls.train import CONFIG_DIR, instantiate_all
-
-
-def load_classifier(path: str | Path, channels_last: bool = False) -> SpeechClassifier:
-    """The classifier of a checkpoint file, on the CPU (the trainer moves it to its device).
-
-    `channels_last` replaces the training run's choice: NHWC convolutions are faster for inference
-    with oneDNN on CPUs (and with tensor cores under mixed precision), whatever training used.
-    """
-    print(f"checkpoint: {path}")
-    return SpeechClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True, channels_last=channels_last)
-
-
-def make_trainer(cfg: DictConfig) -> L.Trainer:
-    """A trainer for inference only: the configured device and precision, no logger."""
-    return instantiate(cfg.trainer, logger=False, callbacks=instantiate_all(cfg.callbacks))
-
-
-class ShiftAveraged(L.LightningModule):
-    """Test-time augmentation: class probabilities averaged over time-shifted copies of each clip.
-
-    The copies go through the classifier as one batch. Training places short clips at random
-    offsets, so shifted clips are inputs the model has seen the like of.
-    """
-
-    def __init__(self, classifier: SpeechClassifier, shifts: Sequence[int]) -> None:
-        super().__init__()
-        self.classifier = classifier
-        self.shifts = [int(s) for s in shifts]
-
-    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        wave = batch[0]
-        copies = torch.cat([shift(wave, s) for s in self.shifts])
-        probabilities = self.classifier(copies).softmax(dim=-1)
-        return probabilities.view(len(self.shifts), len(wave), -1).mean(0)
-
-
-def predict_probabilities(
-    classifier: SpeechClassifier,
-    loader: DataLoader,
-    trainer: L.Trainer,
-    tta_shifts: Sequence[int] | None = None,
-) -> torch.Tensor:
-    """Class probabilities (clips, classes) on the CPU, in the loader's order."""
-    module = ShiftAveraged(classifier, tta_shifts) if tta_shifts else classifier
-    return torch.cat(trainer.predict(module, dataloaders=loader)).float().cpu()
 
 
 def predict(cfg: DictConfig) -> Path:

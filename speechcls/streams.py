@@ -5,7 +5,7 @@ among all slots); of the other slots, a `speech_probability` share holds a clip 
 (`_unknown_` speech) and the rest background noise only; the slots without a keyword last at least
 `hours`. A clip lies at a drawn offset inside its slot, at least 0.5 s from the slot's edges, so
 clips are 1 s or more apart and a 1 s window never overlaps two of them. The background is the
-synthetic set's noise generator (`speechcls.augment.coloured`, a drawn colour each block) at
+synthetic set's noise generator (`speechcls.audio.coloured`, a drawn colour each block) at
 `noise_dbfs` RMS, and every clip is scaled to `snr_db` above it (mean power over its 1 s).
 
 The schedule and the noise depend on `seed` only, so streams at different SNRs differ in the clips'
@@ -23,8 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, load_clip
-from speechcls.augment import coloured
+from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, coloured, load_clip
 
 KEYWORD, SPEECH, NOISE = 0, 1, 2
 TRUTH_COLUMNS = ["start", "end", "word"]

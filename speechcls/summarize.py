@@ -13,7 +13,6 @@ all of it when a multirun ends; it can be rebuilt later:
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,7 +23,8 @@ from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
-METRICS_FILE = "metrics.json"
+from speechcls.run_record import METRICS_FILE, read_record
+
 HYDRA_DIR = ".hydra"
 SEED = "seed"
 EPOCH_TIME = "time/epoch_s"  # the last training epoch's, logged by speechcls.callbacks.Throughput
@@ -40,8 +40,7 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     """A job's overrides, optimized metric and metrics.json (status `unfinished` when there is none)."""
     overrides = yaml.safe_load((job_dir / HYDRA_DIR / "overrides.yaml").read_text()) or []
     config = yaml.safe_load((job_dir / HYDRA_DIR / "config.yaml").read_text())
-    metrics_file = job_dir / METRICS_FILE
-    record = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    record = read_record(job_dir)
     return {
         "job": job_dir.name,
         "overrides": dict(override.partition("=")[::2] for override in overrides),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
-import json
 import logging
 import math
 import signal
@@ -20,32 +18,13 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from speechcls.atomic import atomic_write
-from speechcls.checkpoints import read_checkpoint, resolve_checkpoint
+from speechcls.checkpoints import resolve_checkpoint
+from speechcls.config import CONFIG_DIR, fit_setup, instantiate_all
 from speechcls.data.conditions import accuracy_by_condition, results_of_test_split
-from speechcls.data.tables import read_table
 from speechcls.module import SpeechClassifier
-from speechcls.summarize import METRICS_FILE
-
-# The configs ship as the package speechcls.conf (conf/ of the checkout, mapped in pyproject.toml): an
-# editable install and a wheel find them alike, from any working directory.
-CONFIG_DIR = str(importlib.resources.files("speechcls.conf"))
+from speechcls.run_record import write_record
 
 log = logging.getLogger(__name__)
-
-
-def build_module(cfg: DictConfig, classes: list[str]) -> SpeechClassifier:
-    """The LightningModule from the composed config, with plain-dict sub-configs for the checkpoint."""
-    plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
-    return SpeechClassifier(
-        classes=classes,
-        net=plain(cfg.model),
-        features=plain(cfg.features),
-        optimizer=plain(cfg.optimizer),
-        scheduler=plain(cfg.scheduler) or None,
-        augment=plain(cfg.augment) or None,
-        **plain(cfg.module),
-    )
 
 
 def resume_from(cfg: DictConfig) -> Path | None:
@@ -63,35 +42,12 @@ def resume_from(cfg: DictConfig) -> Path | None:
     return checkpoint
 
 
-def resumed_module(checkpoint: Path, classes: list[str]) -> SpeechClassifier:
-    """The module as the checkpoint's run built it: a changed model, feature or optimizer config cannot
-    silently alter a resumed run."""
-    hparams = read_checkpoint(checkpoint)["hyper_parameters"]
-    hparams.pop("gemm_small_maps", None)  # retired option of earlier checkpoints: now speechcls.callbacks.CPUTuning
-    if list(hparams["classes"]) != list(classes):
-        raise ValueError(
-            f"{checkpoint} was trained on the classes {hparams['classes']}, the data has {classes}: resume "
-            "with the data overrides of the original run (its .hydra/overrides.yaml lists them)"
-        )
-    return SpeechClassifier(**hparams)
-
-
-def instantiate_all(group: DictConfig | None) -> list:
-    """Objects of a group of named `_target_` entries (callbacks, loggers); null entries are off."""
-    return [instantiate(node) for node in (group or {}).values() if node is not None]
-
-
 def train(cfg: DictConfig) -> float | None:
     """Fit and test; returns the value of `cfg.optimized_metric` for sweepers."""
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
     resume = resume_from(cfg)
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    module = build_module(cfg, datamodule.classes) if resume is None else resumed_module(resume, datamodule.classes)
-    if cfg.compile:
-        module.net.compile()  # in place: parameter names, hence checkpoints, stay those of the plain net
+    datamodule, module = fit_setup(cfg, resume)
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=instantiate_all(cfg.callbacks), logger=instantiate_all(cfg.logger) or False
     )
@@ -124,8 +80,7 @@ def train(cfg: DictConfig) -> float | None:
         metrics.update({name: float(value) for name, value in tested[0].items()})
         metrics.update(test_accuracy_by_engine(trainer, module, datamodule))
     log_hyperparameters(trainer, cfg, metrics)
-    # Without a labelled test CSV Lightning's test stage runs on the validation split: say so.
-    tested_on = (datamodule.test_csv or "the validation split (no data.test_csv)") if cfg.test else None
+    tested_on = datamodule.test_split().name if cfg.test else None
     report(cfg, trainer, metrics, best_path, tested_on, time.perf_counter() - started)
     # The best epoch's value when the checkpoint callback tracked it (not in fast_dev_run), else the last.
     return metrics.get(f"best/{cfg.optimized_metric}", metrics.get(cfg.optimized_metric))
@@ -133,12 +88,10 @@ def train(cfg: DictConfig) -> float | None:
 
 def test_accuracy_by_engine(trainer: L.Trainer, module: SpeechClassifier, datamodule) -> dict[str, float]:
     """`test/acc/<engine>` when the test labels name each clip's engine (the two-engine set), also
-    logged to the run's loggers. `module` holds the tested (best) weights: trainer.test loaded them."""
-    if datamodule.test_csv is None or "engine" not in read_table(datamodule.root / datamodule.test_csv):
-        return {}
-    loader = datamodule.test_dataloader()
-    probabilities = torch.cat(trainer.predict(module, dataloaders=loader)).float().cpu()
-    if len(probabilities) < len(loader.dataset):  # fast_dev_run or limit_predict_batches: part of the split
+    logged to the run's loggers, from the probabilities the test loop kept."""
+    split = datamodule.test_split()
+    probabilities = torch.cat(module.test_probabilities) if module.test_probabilities else torch.zeros(0)
+    if "engine" not in split.table or len(probabilities) < len(split.dataset):  # fast_dev_run, one DDP rank
         return {}
     by_condition = accuracy_by_condition(results_of_test_split(datamodule, probabilities))
     by_engine = by_condition[by_condition.condition == "engine"][["value", "accuracy"]]
@@ -182,7 +135,7 @@ def report(
         "epochs": trainer.current_epoch,
         "wall_time_s": round(wall_time_s, 1),
     }
-    write_metrics(cfg, summary)
+    write_record(cfg.paths.output_dir, summary)
     lines = [f"{name:>16}: {value:.4f}" for name, value in sorted(metrics.items()) if "/" in name]
     if tested_on:
         lines.append(f"{'test/ metrics on':>16}: {tested_on}")
@@ -191,13 +144,6 @@ def report(
         lines.append(f"{'logs':>16}: {trainer.logger.log_dir}")
         lines.append(f"{'open with':>16}: tensorboard --logdir {cfg.paths.output_dir}")
     print("\n".join(["", "run summary", *lines]))
-
-
-def write_metrics(cfg: DictConfig, summary: dict) -> None:
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(output_dir / METRICS_FILE) as temporary:
-        temporary.write_text(json.dumps(summary, indent=2))
 
 
 def in_multirun() -> bool:
@@ -219,7 +165,7 @@ def run(cfg: DictConfig, multirun: bool) -> float | None:
     except Exception as error:
         log.exception("job failed, the sweep goes on")
         failure = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
-        write_metrics(cfg, {**failure, "wall_time_s": round(time.perf_counter() - started, 1)})
+        write_record(cfg.paths.output_dir, {**failure, "wall_time_s": round(time.perf_counter() - started, 1)})
         return math.nan
 
 

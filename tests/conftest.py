@@ -16,7 +16,8 @@ from hydra.utils import instantiate
 from hypothesis import settings
 from omegaconf import DictConfig
 
-from speechcls.train import CONFIG_DIR, train
+from speechcls.config import CONFIG_DIR
+from speechcls.train import train
 
 TINY_CLASSES = ["down", "go", "up"]
 

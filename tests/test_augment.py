@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import TINY_CLASSES, compose_train
 from hydra.utils import instantiate
 
-from conftest import TINY_CLASSES, compose_train
+from speechcls.audio import coloured
 from speechcls.augment import (
     Augmentation,
     BackgroundNoise,
@@ -13,9 +14,9 @@ from speechcls.augment import (
     SpecAugment,
     SpeedPerturbation,
     TimeShift,
-    coloured,
 )
-from speechcls.train import build_module, train
+from speechcls.module import build_module
+from speechcls.train import train
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from conftest import compose_train, write_tone
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, load_clip, read_audio
@@ -17,7 +17,8 @@ from speechcls.data import cache as cache_module
 from speechcls.data.cache import FULL_SCALE, MAX_CLIP_FACTOR, WaveCache
 from speechcls.data.datamodule import SpeechDataModule
 from speechcls.data.device_batches import DeviceBatches
-from speechcls.train import CONFIG_DIR, train
+from speechcls.config import CONFIG_DIR
+from speechcls.train import train
 
 HALF_STEP = 0.5 / FULL_SCALE  # int16 rounding of a resampled waveform
 
@@ -171,7 +172,7 @@ def test_device_batches_place_every_training_clip_whole_or_as_a_full_window(tmp_
         paths.append(tmp_path / f"{i}.wav")
         sf.write(paths[-1], np.full(length, i + 1, dtype=np.int16), SAMPLE_RATE, subtype="PCM_16")
     cache = WaveCache.ensure(paths, tmp_path / "cache", SAMPLE_RATE, CLIP_SAMPLES)
-    batches = DeviceBatches(cache, list(range(len(paths))), 3, CLIP_SAMPLES, train=True, seed=0)
+    batches = DeviceBatches(cache, list(range(len(paths))), 3, CLIP_SAMPLES, RandomSampler(paths), seed=0)
     assert len(batches) == 3
     first_sample = {i: set() for i in range(len(paths))}
     for _ in range(12):

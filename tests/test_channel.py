@@ -9,7 +9,7 @@ pytest.importorskip("pedalboard", reason="the channel simulation needs the voice
 pytest.importorskip("pyroomacoustics", reason="the channel simulation needs the voices extra: pip install -e '.[voices]'")
 
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE  # noqa: E402
-from speechcls.data.channel import CONDITIONS, Channel  # noqa: E402
+from speechcls.synth.channel import CONDITIONS, Channel  # noqa: E402
 
 
 def speech_like(seed: int) -> torch.Tensor:

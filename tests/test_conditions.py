@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import TINY_CLASSES, compose_train, make_kaggle_folder
 from speechcls.audio import load_clip
 from speechcls.evaluate import evaluate
-from speechcls.predict import load_classifier
+from speechcls.inference import load_classifier
 from speechcls.train import train
 
 # test_0 ... test_4 of the tiny folder (targets down go up down go).
@@ -48,7 +48,7 @@ def test_evaluate_reports_accuracy_per_engine_voice_and_channel(tmp_path, labell
     }  # fmt: skip
     assert {name: value for name, value in metrics.items() if "/" in name} == pytest.approx(expected)
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert saved["accuracy/engine/kokoro"] == 1.0
+    assert saved["metrics"]["accuracy/engine/kokoro"] == 1.0
     table = pd.read_csv(tmp_path / "run" / "accuracy_by_condition.csv")
     assert table[table.condition == "engine"][["value", "clips"]].values.tolist() == [["espeak", 3], ["kokoro", 2]]
     wrong = pd.read_csv(tmp_path / "run" / "misclassified.csv")

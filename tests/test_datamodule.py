@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 from hydra.errors import InstantiationException
 
 from conftest import TINY_CLASSES, setup_datamodule
@@ -110,3 +111,17 @@ def test_clips_per_class_keeps_a_seeded_stratified_subset(tmp_path, kaggle_root)
     assert small.splits["val"].paths == again.splits["val"].paths
     other_seed = make_datamodule(tmp_path, kaggle_root, "data.clips_per_class=5", "seed=7")
     assert set(other_seed.splits["train"].paths) != set(small.splits["train"].paths)
+
+
+@pytest.mark.parametrize("balance", [[], ["data.balance_by=engine"]])
+def test_both_loader_paths_draw_the_same_epochs_for_a_seed(tmp_path, kaggle_root, balance):
+    # One sampler (SpeechDataModule.train_sampler) orders the epochs of the DataLoader and of DeviceBatches.
+    root = engine_folder(tmp_path, kaggle_root)
+
+    def epochs(on_device):
+        loader = make_datamodule(tmp_path, root, *balance, f"data.on_device={on_device}").train_dataloader()
+        return [torch.cat([labels for _, labels in loader]).tolist() for _ in range(3)]
+
+    on_device = epochs("true")
+    assert on_device == epochs("false")
+    assert on_device[0] != on_device[1]  # each epoch draws its own order

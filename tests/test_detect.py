@@ -11,8 +11,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from speechcls.audio import SAMPLE_RATE, read_audio_blocks
-from speechcls.detect import DETECTION_COLUMNS, Detector, detect
-from speechcls.train import CONFIG_DIR
+from speechcls.detect import DETECTION_COLUMNS, detect
+from speechcls.detector import Detector
+from speechcls.config import CONFIG_DIR
 
 CLASSES = ["_silence_", "_unknown_", "go", "yes"]
 TONES = {"go": 1200.0, "yes": 800.0, "_unknown_": 500.0}  # _unknown_ words are tones too, and never fire

@@ -9,7 +9,7 @@ from speechcls.audio import load_clip
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.data.tables import TableError
 from speechcls.evaluate import evaluate, warn_if_split_differs
-from speechcls.predict import load_classifier
+from speechcls.inference import load_classifier
 from speechcls.submission import SubmissionError
 
 REPORTS = [
@@ -40,7 +40,7 @@ def test_checkpoint_on_a_labels_csv_with_a_subset_of_its_classes(tmp_path, kaggl
     predicted = [TINY_CLASSES[i] for i in index.tolist()]
     right = [p == t for p, t in zip(predicted, answers["target"])]
     assert metrics["accuracy"] == pytest.approx(sum(right) / len(right))
-    assert json.loads((reports / "metrics.json").read_text())["clips"] == len(answers)
+    assert json.loads((reports / "metrics.json").read_text())["metrics"]["clips"] == len(answers)
     matrix = pd.read_csv(reports / "confusion_matrix.csv", index_col="true")
     assert matrix.index.tolist() == TINY_CLASSES and matrix.columns.tolist() == TINY_CLASSES
     assert matrix.loc["down"].sum() == 0 and matrix.values.sum() == len(answers)
@@ -61,7 +61,7 @@ def test_checkpoint_on_the_validation_split(tmp_path, kaggle_root, tiny_run):
     metrics = evaluate(cfg)
     # 20 % of the 30 training clips, stratified: two of each class.
     assert metrics["clips"] == 6
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["source"] == "checkpoint on the validation split"
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test_data"] == "checkpoint on the validation split (no data.test_csv)"
 
 
 def test_unknown_label_in_the_labels_csv_is_named(tmp_path, kaggle_root, tiny_run):

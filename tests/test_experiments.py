@@ -5,7 +5,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import TINY_CLASSES, compose_train
-from speechcls.train import CONFIG_DIR, build_module
+from speechcls.config import CONFIG_DIR
+from speechcls.module import build_module
 
 EXPERIMENTS = sorted(path.stem for path in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 

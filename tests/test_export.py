@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from conftest import compose_train
-from speechcls.export import export, load_exported
+from speechcls.export import export
+from speechcls.inference import load_exported
 from speechcls.module import SpeechClassifier
-from speechcls.train import build_module
+from speechcls.module import build_module
 
 
 @pytest.fixture(scope="module")

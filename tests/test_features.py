@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from conftest import compose_train
 from speechcls.audio import CLIP_SAMPLES
 from speechcls.features import PCEN, LogMel, reflect_pad
-from speechcls.train import CONFIG_DIR
+from speechcls.config import CONFIG_DIR
 
 FRONT_ENDS = sorted(path.stem for path in (Path(CONFIG_DIR) / "features").glob("*.yaml"))
 # Silence, a whisper, speech levels and a clipped shout: a clip's features may not depend on the others.

@@ -8,7 +8,7 @@ import soundfile as sf
 from conftest import MESSY_FILES, compose_train, make_messy_kaggle_folder
 from speechcls.audio import CLIP_SAMPLES, read_audio
 from speechcls.predict import predict
-from speechcls.summarize import METRICS_FILE
+from speechcls.run_record import METRICS_FILE
 from speechcls.train import train
 
 

@@ -8,7 +8,8 @@ from hydra.utils import instantiate
 from conftest import compose_train
 from speechcls.models.bc_resnet import BCResNet, SubSpectralNorm
 from speechcls.models.complexity import count_macs, count_parameters
-from speechcls.train import CONFIG_DIR, train
+from speechcls.config import CONFIG_DIR
+from speechcls.train import train
 
 MODELS = sorted(path.stem for path in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
 

@@ -7,7 +7,8 @@ from torch.optim.lr_scheduler import SequentialLR, StepLR
 
 from conftest import TINY_CLASSES, compose_train
 from speechcls.schedules import warmup_cosine
-from speechcls.train import build_module, train
+from speechcls.module import build_module
+from speechcls.train import train
 
 TINY_NET = ["model=bc_resnet", "model.width=1"]
 

@@ -7,7 +7,8 @@ import torch
 from conftest import TINY_CLASSES, compose_train
 from speechcls.audio import load_clip, shift
 from speechcls.checkpoints import resolve_checkpoint
-from speechcls.predict import load_classifier, predict
+from speechcls.inference import load_classifier
+from speechcls.predict import predict
 from speechcls.submission import SubmissionError, check_submission, write_submission
 from speechcls.tutorial_baseline import predict_per_file
 

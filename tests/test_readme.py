@@ -12,7 +12,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from speechcls.train import CONFIG_DIR
+from speechcls.config import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 from conftest import TINY_CLASSES, compose_train, run_train
 from speechcls.audio import CLIP_SAMPLES
-from speechcls.train import CONFIG_DIR, build_module
+from speechcls.config import CONFIG_DIR
+from speechcls.module import build_module
 
 STUDY = "hparams_search=recipe_study"
 

@@ -8,7 +8,7 @@ from conftest import TINY_CLASSES, compose_train
 from speechcls.callbacks import CPUTuning
 from speechcls.models.small_maps import SmallMapConv2d, train_small_maps_by_matrix_products
 from speechcls.models.torchvision_nets import TorchvisionClassifier
-from speechcls.train import build_module
+from speechcls.module import build_module
 
 
 @pytest.mark.parametrize(

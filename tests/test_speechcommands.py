@@ -1,3 +1,4 @@
+import json
 import shutil
 from collections import Counter
 
@@ -11,6 +12,7 @@ from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, read_audio
 from speechcls.data.device_batches import DeviceBatches
 from speechcls.data.twelve_class import KEYWORDS as TWELVE_CLASS_WORDS
 from speechcls.data.twelve_class import SILENCE, UNKNOWN
+from speechcls.evaluate import evaluate
 from speechcls.train import train
 
 # yes/no/up are keywords of the 12-class task, bed/cat are "unknown" words.
@@ -132,3 +134,22 @@ def test_a_broken_clip_is_named_before_training(tmp_path, speechcommands_root):
     skipped = make_datamodule(tmp_path, root, "data.on_bad_file=skip", f"data.report_dir={tmp_path}")
     assert "yes/00000000_nohash_0.wav" not in names(skipped.splits["train"], root)
     assert "00000000_nohash_0.wav" in (tmp_path / "bad_files.csv").read_text()
+
+
+def test_train_and_evaluate_name_the_official_test_list(tmp_path, speechcommands_root):
+    # Both ask the data module what its test split is: the release's testing_list.txt, not the validation split.
+    cfg = compose_train(
+        tmp_path, "data=speechcommands", f"data.root={speechcommands_root}", "trainer.max_epochs=1",
+        "logger=csv", "callbacks.last_checkpoint=null",
+    )  # fmt: skip
+    train(cfg)
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["test_data"] == "the official test list (testing_list.txt)"
+    cfg = compose_train(
+        tmp_path / "evaluate", "data=speechcommands", f"data.root={speechcommands_root}",
+        f"ckpt_path={record['best_checkpoint']}", config_name="evaluate",
+    )  # fmt: skip
+    metrics = evaluate(cfg)
+    assert metrics["clips"] == len((speechcommands_root / "testing_list.txt").read_text().split())
+    record = json.loads((tmp_path / "evaluate" / "run" / "metrics.json").read_text())
+    assert record["test_data"] == "checkpoint on the official test list (testing_list.txt)"

@@ -6,14 +6,14 @@ import pytest
 import soundfile as sf
 import torch
 from hydra import compose, initialize_config_dir
+from test_detect import CLASSES, ToneClassifier, bursts
 
 from speechcls.audio import SAMPLE_RATE
-from speechcls.data.synthetic import SyntheticSpeechSet
-from speechcls.detect import Detector
+from speechcls.detector import Detector
 from speechcls.evaluate_streams import det_curve, evaluate_streams, frr_at, rates
 from speechcls.streams import KeywordStream
-from speechcls.train import CONFIG_DIR
-from test_detect import CLASSES, ToneClassifier, bursts
+from speechcls.synth.speech_set import SyntheticSpeechSet
+from speechcls.config import CONFIG_DIR
 
 
 @pytest.fixture(scope="module")

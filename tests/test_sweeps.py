@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 
 from conftest import compose_train, run_train
 from speechcls import summarize
-from speechcls.train import CONFIG_DIR, run
+from speechcls.config import CONFIG_DIR
+from speechcls.train import run
 
 BEST = "best val/acc"
 # One training batch, then validation and test: checkpoints are written (unlike trainer=debug).

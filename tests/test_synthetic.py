@@ -9,17 +9,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import soundfile as sf
+from conftest import compose_train, setup_datamodule
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE
-from speechcls.data import synthetic
-from conftest import compose_train, setup_datamodule
-from speechcls.evaluate import evaluate
-from speechcls.train import train
-from speechcls.data.synthetic import MANIFEST, SyntheticSpeechSet
 from speechcls.data.tables import TableError
 from speechcls.data.twelve_class import KEYWORDS, SILENCE, UNKNOWN
+from speechcls.evaluate import evaluate
+from speechcls.synth import speech_set as synthetic
+from speechcls.synth.speech_set import MANIFEST, SyntheticSpeechSet
+from speechcls.train import train
 
 TINY_WORDS = ("up", "sheila", "visual")
 
@@ -54,7 +54,7 @@ def test_same_parameters_give_the_same_bytes_for_any_worker_count(tmp_path, tiny
 # argv[1] calls of rand(), in a fresh process, as raw float32 bytes.
 CALEB_AFTER_RAND_CALLS = """
 import ctypes, sys
-from speechcls.data import synthetic
+from speechcls.synth import speech_set as synthetic
 synthetic._start_worker()
 for _ in range(int(sys.argv[1])):
     ctypes.CDLL(None).rand()
@@ -134,7 +134,7 @@ def test_a_run_started_during_a_generation_waits_for_it_and_reuses_its_set(tmp_p
 
 
 def test_a_hydra_built_synthesizer_matches_its_manifest(tmp_path):
-    target = "speechcls.data.synthetic.SyntheticSpeechSet"
+    target = "speechcls.synth.speech_set.SyntheticSpeechSet"
     config = OmegaConf.create({"_target_": target, "words": ["up"], "snr_db": [10, 20]})
     synthesizer = instantiate(config)
     assert synthesizer.snr_db == (10, 20)

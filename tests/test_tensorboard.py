@@ -12,7 +12,8 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from conftest import TINY_CLASSES, compose_train
 from speechcls.callbacks import WorstMistakes
 from speechcls.callbacks.tensorboard import due
-from speechcls.train import build_module, train
+from speechcls.module import build_module
+from speechcls.train import train
 
 # The tiny fixture's validation split: 6 clips, 2 of each of the 3 classes, in one batch of 8.
 EXAMPLES = 4

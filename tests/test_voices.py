@@ -14,9 +14,9 @@ pytest.importorskip("onnxruntime", reason=REASON)
 pytest.importorskip("pedalboard", reason=REASON)
 
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE  # noqa: E402
-from speechcls.data.channel import Channel  # noqa: E402
-from speechcls.data.kokoro import KokoroVoices, _model, model_phonemes  # noqa: E402
-from speechcls.data.synthetic import MANIFEST, SyntheticSpeechSet  # noqa: E402
+from speechcls.synth.channel import Channel  # noqa: E402
+from speechcls.synth.kokoro import KokoroVoices, _model, model_phonemes  # noqa: E402
+from speechcls.synth.speech_set import MANIFEST, SyntheticSpeechSet  # noqa: E402
 
 WORDS = ("up",)
 
@@ -115,6 +115,6 @@ def test_concurrent_first_uses_assemble_the_model_once(tmp_path, monkeypatch):
 
 
 def _assemble(_) -> str:
-    from speechcls.data.kokoro import assembled_model
+    from speechcls.synth.kokoro import assembled_model
 
     return assembled_model()

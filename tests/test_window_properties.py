@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, crop_windows, load_clip, random_starts, read_audio, shift
 from speechcls.data.cache import FULL_SCALE, WaveCache
@@ -102,7 +102,7 @@ def test_decode_cache_and_device_batches_share_the_evaluation_window(files):
         assert all(torch.equal(uncached[i][0], decoded[i]) for i in range(len(paths)))
         cached = torch.stack([WaveformDataset(paths, cache=cache)[i][0] for i in range(len(paths))])
         torch.testing.assert_close(cached, decoded, atol=ONE_STEP, rtol=0)
-        on_device = torch.cat([w for w, _ in DeviceBatches(cache, [0] * len(paths), 3, CLIP_SAMPLES, train=False)])
+        on_device = torch.cat([w for w, _ in DeviceBatches(cache, [0] * len(paths), 3, CLIP_SAMPLES)])
         assert torch.equal(on_device, cached)
 
 
@@ -118,7 +118,7 @@ def test_every_training_path_places_each_clip_inside_the_allowed_range(files, se
             assert_a_training_window(read_audio(path), WaveformDataset(paths, train=True)[i][0], f"decode {files[i]}")
             cached = WaveformDataset(paths, train=True, cache=cache)[i][0]
             assert_a_training_window(cache.wave(i), cached, f"cache {files[i]}")
-        batches = DeviceBatches(cache, list(range(len(paths))), 2, CLIP_SAMPLES, train=True, seed=seed)
+        batches = DeviceBatches(cache, list(range(len(paths))), 2, CLIP_SAMPLES, RandomSampler(paths), seed=seed)
         seen = []
         for windows, labels in batches:
             for window, label in zip(windows, labels.tolist()):

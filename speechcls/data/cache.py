@@ -31,13 +31,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechcls.audio import crop_windows, evaluation_start, read_audio
+from speechcls.audio import (
+    FULL_SCALE,
+    crop_windows,
+    evaluation_start,
+    pcm16,
+    read_audio,
+)
 
 CACHE_FORMAT = 2
 MAX_CLIP_FACTOR = 4
-# int16 full scale, the factor soundfile uses between PCM_16 and float: decoding and the cache agree
-# exactly for 16-bit files at the target rate.
-FULL_SCALE = 32768.0
 
 
 def cache_key(paths: Sequence[str | Path], sample_rate: int, length: int) -> str:
@@ -118,7 +121,7 @@ def build(paths: Sequence[str | Path], directory: Path, sample_rate: int, length
             samples.write(guard)
             for i, path in enumerate(tqdm(paths, desc=f"caching {directory.name}", unit="clip", leave=False)):
                 wave, start = _clip_for_cache(read_audio(path, sample_rate), length)
-                samples.write(_to_int16(wave).astype("<i2").tobytes())
+                samples.write(pcm16(wave).numpy().astype("<i2").tobytes())
                 index[i] = (offset, wave.shape[-1], start)
                 offset += wave.shape[-1]
             samples.write(guard)
@@ -150,5 +153,3 @@ def _clip_for_cache(wave: torch.Tensor, length: int) -> tuple[torch.Tensor, int]
     return wave[first : first + keep], start - first
 
 
-def _to_int16(wave: torch.Tensor) -> np.ndarray:
-    return (wave * FULL_SCALE).round().clamp(-FULL_SCALE, FULL_SCALE - 1).to(torch.int16).numpy()

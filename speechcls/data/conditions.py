@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import torch
 
-from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
 
 if TYPE_CHECKING:
     from speechcls.data.datamodule import SpeechDataModule
@@ -21,25 +21,23 @@ CONFIDENCE_COLUMN = "confidence"
 
 def results_of_test_split(datamodule: SpeechDataModule, probabilities: torch.Tensor) -> pd.DataFrame:
     """file_name, target, predicted and confidence of each clip of the data module's test split (the
-    rows of `probabilities`, in its test loader's order), with the condition columns of its test CSV."""
-    dataset, classes = datamodule.test_dataloader().dataset, datamodule.classes
+    rows of `probabilities`, in its dataset's order), with the condition columns its labels carry."""
+    split, classes = datamodule.test_split(), datamodule.classes
     confidence, predicted = probabilities.max(dim=1)
     results = pd.DataFrame(
         {
-            FILE_COLUMN: datamodule.file_names(dataset),
-            TARGET_COLUMN: [classes[i] for i in dataset.labels],
+            FILE_COLUMN: datamodule.file_names(split.dataset),
+            TARGET_COLUMN: [classes[i] for i in split.dataset.labels],
             PREDICTED_COLUMN: [classes[i] for i in predicted.tolist()],
             CONFIDENCE_COLUMN: confidence.numpy(),
         }
     )
-    if datamodule.test_csv is None:
-        return results
-    return with_conditions(results, read_table(datamodule.root / datamodule.test_csv))
+    return with_conditions(results, split.table)
 
 
 def with_conditions(results: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """`results` (file_name, target, predicted, ...) with the condition columns `labels` has, by file."""
-    present = [column for column in CONDITION_COLUMNS if column in labels]
+    present = [column for column in CONDITION_COLUMNS if column in labels and labels[column].notna().any()]
     if not present:
         return results
     return results.merge(labels[[FILE_COLUMN, *present]], on=FILE_COLUMN, how="left", validate="one_to_one")

@@ -7,6 +7,7 @@ The data module owns the seeded, stratified train/validation split and the sorte
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +15,46 @@ import lightning as L
 import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, RandomSampler, Sampler, WeightedRandomSampler
 
 from speechcls.audio import CLIP_SECONDS, SAMPLE_RATE
 from speechcls.data.cache import WaveCache
 from speechcls.data.dataset import WaveformDataset
 from speechcls.data.device_batches import DeviceBatches
-from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, TableError, check_labels, line_numbers, listed, read_table
 from speechcls.data.file_checks import REPORT_NAME, AudioCheck
+from speechcls.data.tables import (
+    AUDIO_DIR,
+    FILE_COLUMN,
+    NOISE_DIR,
+    TARGET_COLUMN,
+    TableError,
+    check_labels,
+    line_numbers,
+    listed,
+    read_table,
+)
 from speechcls.data.twelve_class import CLASSES as TWELVE_CLASSES
-from speechcls.data.twelve_class import NOISE_DIR, as_keywords, check_task, silence_table, twelve_class_table
+from speechcls.data.twelve_class import (
+    as_keywords,
+    check_task,
+    silence_table,
+    twelve_class_table,
+)
 
 SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class TestSplit:
+    """The clips the test/ metrics are of: their dataset, their rows (file_name, target and whatever
+    condition columns the labels carry: engine, voice, channel) and the name reports give them.
+    `is_validation`: the seeded validation split stands in (no test labels), so evaluating a checkpoint
+    means something only with the training run's seed and validation fraction."""
+
+    dataset: WaveformDataset
+    table: pd.DataFrame
+    name: str
+    is_validation: bool = False
 
 
 class SpeechDataModule(L.LightningDataModule):
@@ -70,7 +99,7 @@ class SpeechDataModule(L.LightningDataModule):
         seed: int = 42,
         sample_rate: int = SAMPLE_RATE,
         clip_seconds: float = CLIP_SECONDS,
-        audio_dir: str = "audio_files",
+        audio_dir: str = AUDIO_DIR,
         train_csv: str = "train.csv",
         predict_csv: str = "sample_submission.csv",
         test_csv: str | None = None,
@@ -220,14 +249,31 @@ class SpeechDataModule(L.LightningDataModule):
             paths, labels, train=train, sample_rate=self.sample_rate, length=self.clip_samples, cache=cache
         )
 
-    def labelled_dataset(self, csv: str | Path) -> WaveformDataset:
-        """Any `file_name,target` CSV (relative to the root or absolute) as an evaluation set."""
-        if self.classes is None:
-            self.setup()
+    def labelled_table(self, csv: str | Path) -> pd.DataFrame:
+        """Any labelled CSV (file_name, target, ...; relative to the root or absolute) as usable rows, its
+        targets those of the task."""
         table = self.audio_check.usable(read_table(self.root / csv), self.audio_dir)
         if self.task == 12:
             table[TARGET_COLUMN] = as_keywords(table[TARGET_COLUMN])
-        return self._dataset(table)
+        return table
+
+    def test_split(self) -> TestSplit:
+        """What the test/ metrics are of, for training and evaluation alike: the task's own test split
+        (`test_csv`, with the 12-class task's drawn `_unknown_` and `_silence_` clips; a subclass's
+        official list), or the validation split where there are no test labels."""
+        self.setup()
+        if "test" not in self.splits and self.test_csv is not None:  # read on first use, not for fitting
+            rows = self.labelled_table(self.test_csv).assign(split="test")
+            self.table = pd.concat([self.table, rows], ignore_index=True)
+            self.splits["test"] = self._dataset(rows)
+        if "test" not in self.splits:
+            rows = self.table[self.table.split == "val"]
+            return TestSplit(self.splits["val"], rows, "the validation split (no data.test_csv)", is_validation=True)
+        return TestSplit(self.splits["test"], self.table[self.table.split == "test"], self.test_name())
+
+    def test_name(self) -> str:
+        """How reports name the test split (`test_split`)."""
+        return self.test_csv if self.task == 35 else f"{self.test_csv} as 12 classes, with _silence_ clips"
 
     def file_names(self, dataset: WaveformDataset) -> list[str]:
         """The dataset's files as the tables name them: relative to the audio folder, or absolute (the
@@ -251,11 +297,10 @@ class SpeechDataModule(L.LightningDataModule):
         weights = torch.as_tensor(1.0 / groups.map(sizes).to_numpy(), dtype=torch.float)
         return weights, len(groups) if self.balance_epoch == "split" else len(sizes) * int(sizes.max())
 
-    def _loader(self, dataset: WaveformDataset, shuffle: bool = False, sampler: Sampler | None = None) -> DataLoader:
+    def _loader(self, dataset: WaveformDataset, sampler: Sampler[int] | None = None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
             sampler=sampler,
             drop_last=False,
             num_workers=self.num_workers,
@@ -263,34 +308,34 @@ class SpeechDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers,
         )
 
-    def _device_batches(
-        self, dataset: WaveformDataset, balance: tuple[torch.Tensor, int] | None = None
-    ) -> DeviceBatches:
-        weights, draws = balance or (None, None)
+    def _device_batches(self, dataset: WaveformDataset, sampler: Sampler[int] | None = None) -> DeviceBatches:
         trainer = self.trainer
         return DeviceBatches(
             dataset.cache,
             dataset.labels,
             self.batch_size,
             self.clip_samples,
-            train=dataset.train,
+            sampler=sampler,
             device=trainer.strategy.root_device if trainer else torch.device("cpu"),
             seed=self.seed,
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
-            weights=weights,
-            draws=draws,
         )
 
-    def train_dataloader(self) -> DataLoader | DeviceBatches:
-        balance = self.balanced_draws()
-        if self.on_device:
-            return self._device_batches(self.splits["train"], balance)
-        if balance is None:
-            return self._loader(self.splits["train"], shuffle=True)
-        weights, draws = balance
+    def train_sampler(self) -> Sampler[int]:
+        """A training epoch's order, for both loader paths: a seeded shuffle, or under `balance_by`
+        `balanced_draws` drawn with replacement (each epoch its own draw)."""
         generator = torch.Generator().manual_seed(self.seed)
-        return self._loader(self.splits["train"], sampler=WeightedRandomSampler(weights, draws, generator=generator))
+        balance = self.balanced_draws()
+        if balance is None:
+            return RandomSampler(self.splits["train"], generator=generator)
+        weights, draws = balance
+        return WeightedRandomSampler(weights, draws, generator=generator)
+
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
+        if self.on_device:
+            return self._device_batches(self.splits["train"], self.train_sampler())
+        return self._loader(self.splits["train"], sampler=self.train_sampler())
 
     def val_dataloader(self) -> DataLoader | DeviceBatches:
         if self.on_device:
@@ -299,12 +344,7 @@ class SpeechDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         # Always a DataLoader, also with on_device: evaluation reads the files' order from its dataset.
-        if "test" in self.splits:
-            return self._loader(self.splits["test"])
-        if self.test_csv is None:
-            return self._loader(self.splits["val"])
-        self.splits["test"] = self.labelled_dataset(self.test_csv)
-        return self._loader(self.splits["test"])
+        return self._loader(self.test_split().dataset)
 
     def predict_dataset(self) -> WaveformDataset:
         return self._dataset(self.predict_table(), labelled=False)

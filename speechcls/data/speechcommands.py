@@ -16,8 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from speechcls.data.datamodule import SpeechDataModule
-from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
-from speechcls.data.twelve_class import NOISE_DIR
+from speechcls.data.tables import FILE_COLUMN, NOISE_DIR, TARGET_COLUMN
 
 SPLIT_LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}  # train: every other clip
 
@@ -26,8 +25,8 @@ class SpeechCommandsDataModule(SpeechDataModule):
     """The official train/validation/test split of a Speech Commands v0.02 folder; the keyword
     arguments are SpeechDataModule's (task, batch size, loaders, cache, seed)."""
 
-    def __init__(self, root: str | Path, **kwargs) -> None:
-        super().__init__(root, audio_dir="", **kwargs)
+    def __init__(self, root: str | Path, audio_dir: str = "", **kwargs) -> None:
+        super().__init__(root, audio_dir=audio_dir, **kwargs)  # the word folders are in the root
 
     def clips(self) -> pd.DataFrame:
         """Every clip of the task: file_name (relative to the root, or absolute), target and split."""
@@ -53,6 +52,9 @@ class SpeechCommandsDataModule(SpeechDataModule):
         table = pd.DataFrame({FILE_COLUMN: files, TARGET_COLUMN: [name.split("/")[0] for name in files]})
         table["split"] = [split_of.get(name, "train") for name in files]
         return self.audio_check.usable(table, self.audio_dir)
+
+    def test_name(self) -> str:
+        return f"the official test list ({SPLIT_LISTS['test']})" + (" as 12 classes, with _silence_ clips" if self.task == 12 else "")
 
     def predict_table(self) -> pd.DataFrame:
         """The official test split's clips."""

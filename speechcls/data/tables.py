@@ -10,6 +10,10 @@ import pandas as pd
 
 FILE_COLUMN = "file_name"
 TARGET_COLUMN = "target"
+# The folders of a data root: the clips the tables name, and long noise recordings (the 12-class task's
+# silence; Speech Commands' own name).
+AUDIO_DIR = "audio_files"
+NOISE_DIR = "_background_noise_"
 
 
 class TableError(ValueError):

@@ -26,7 +26,6 @@ UNKNOWN = "_unknown_"
 SILENCE = "_silence_"
 CLASSES = sorted([*KEYWORDS, UNKNOWN, SILENCE])
 TASKS = (35, 12)
-NOISE_DIR = "_background_noise_"
 # Fractions of each noise recording that each split's silence is sliced from.
 NOISE_STRETCHES = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
 

@@ -1,0 +1,88 @@
+"""A trained classifier at work, for every entry point that runs one: loaded from a checkpoint or an
+exported model, and its class probabilities over a loader (with optional test-time shifts)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from speechcls.audio import shift
+from speechcls.checkpoints import resolve_checkpoint
+from speechcls.config import instantiate_all
+from speechcls.module import SpeechClassifier
+
+
+def load_classifier(path: str | Path, channels_last: bool = False) -> SpeechClassifier:
+    """The classifier of a checkpoint file, on the CPU (the trainer moves it to its device).
+
+    `channels_last` replaces the training run's choice: NHWC convolutions are faster for inference
+    with oneDNN on CPUs (and with tensor cores under mixed precision), whatever training used.
+    """
+    print(f"checkpoint: {path}")
+    return SpeechClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True, channels_last=channels_last)
+
+
+def make_trainer(cfg: DictConfig) -> L.Trainer:
+    """A trainer for inference only: the configured device and precision, no logger."""
+    return instantiate(cfg.trainer, logger=False, callbacks=instantiate_all(cfg.callbacks))
+
+
+class ShiftAveraged(L.LightningModule):
+    """Test-time augmentation: class probabilities averaged over time-shifted copies of each clip.
+
+    The copies go through the classifier as one batch. Training places short clips at random
+    offsets, so shifted clips are inputs the model has seen the like of.
+    """
+
+    def __init__(self, classifier: SpeechClassifier, shifts: Sequence[int]) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.shifts = [int(s) for s in shifts]
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        wave = batch[0]
+        copies = torch.cat([shift(wave, s) for s in self.shifts])
+        probabilities = self.classifier(copies).softmax(dim=-1)
+        return probabilities.view(len(self.shifts), len(wave), -1).mean(0)
+
+
+def predict_probabilities(
+    classifier: SpeechClassifier,
+    loader: DataLoader,
+    trainer: L.Trainer,
+    tta_shifts: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Class probabilities (clips, classes) on the CPU, in the loader's order."""
+    module = ShiftAveraged(classifier, tta_shifts) if tta_shifts else classifier
+    return torch.cat(trainer.predict(module, dataloaders=loader)).float().cpu()
+
+
+def load_exported(path: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An exported model as a function of waveform batches (batch, samples) -> scores, loaded once
+    (ONNX through onnxruntime, TorchScript through torch.jit)."""
+    if str(path).endswith(".onnx"):
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda wave: torch.from_numpy(session.run(None, {"waveform": wave.numpy()})[0])
+    return torch.jit.load(str(path))
+
+
+def load_model(
+    spec: str, runs_dir: str | Path, channels_last: bool = True
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], list[str]]:
+    """The classifier (waveforms -> scores) and its classes: an exported model.onnx (labels.txt beside
+    it), else the checkpoint that `spec` names (`speechcls.checkpoints.resolve_checkpoint`)."""
+    if str(spec).endswith(".onnx"):
+        labels = Path(spec).with_name("labels.txt")
+        if not labels.is_file():
+            raise FileNotFoundError(f"{labels}: the exported model's classes, written by speechcls.export, not found")
+        return load_exported(spec), labels.read_text().split()
+    classifier = load_classifier(resolve_checkpoint(spec, runs_dir), channels_last).eval()
+    return classifier, classifier.classes
