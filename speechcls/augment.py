@@ -174,7 +174,7 @@ class SpecAugment(RandomTransform):
         freq_width: float = 0.15,
         time_masks: int = 2,
         time_width: float = 0.1,
-        p: float = 1.0,
+        p: float = 0.5,
     ) -> None:
         super().__init__(p)
         self.masks = ((freq_masks, freq_width, -2), (time_masks, time_width, -1))
