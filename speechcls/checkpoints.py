@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import ListConfig
 from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from speechcls.atomic import atomic_write
+from speechcls.run_record import METRICS_FILE, read_record
 
 LAST = "last.ckpt"
 # What `SpeechClassifier.load_from_checkpoint` and resuming read from a Lightning checkpoint.
@@ -52,6 +54,22 @@ def resolve_checkpoint(spec: str | Path, runs_dir: str | Path, run_dir_means: st
         raise FileNotFoundError(f"checkpoint {spec!r}: no such file or run directory")
     read_checkpoint(path)
     return path
+
+
+def resolve_checkpoints(spec: Any, runs_dir: str | Path) -> list[Path]:
+    """The checkpoint files of a model or an ensemble: a list of `resolve_checkpoint` specs, a sweep
+    directory (the best checkpoint of each of its finished jobs, e.g. the models of a k-fold sweep), or
+    one spec."""
+    if isinstance(spec, (list, tuple, ListConfig)):
+        return [resolve_checkpoint(item, runs_dir) for item in spec]
+    jobs = sorted(Path(spec).glob(f"*/{METRICS_FILE}")) if Path(spec).is_dir() else []
+    if not jobs:
+        return [resolve_checkpoint(spec, runs_dir)]
+    finished = [read_record(job.parent).get("best_checkpoint") for job in jobs]
+    if not all(finished):
+        missing = [job.parent.name for job, path in zip(jobs, finished) if not path]
+        raise FileNotFoundError(f"sweep {spec}: job(s) {missing} have no checkpoint (failed or unfinished)")
+    return [resolve_checkpoint(path, runs_dir) for path in finished]
 
 
 def latest_run(runs_dir: str | Path) -> Path:

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 from speechcls.callbacks.figures import confusion_figure
-from speechcls.checkpoints import resolve_checkpoint
+from speechcls.checkpoints import resolve_checkpoints
 from speechcls.config import CONFIG_DIR
 from speechcls.data.conditions import (
     CONFIDENCE_COLUMN,
@@ -32,7 +32,7 @@ from speechcls.data.conditions import (
     with_conditions,
 )
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
-from speechcls.inference import load_classifier, make_trainer, predict_probabilities
+from speechcls.inference import ensemble_probabilities, load_ensemble, make_trainer
 from speechcls.run_record import write_record
 from speechcls.submission import check_submission
 
@@ -51,15 +51,18 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 def run_model(cfg: DictConfig) -> tuple[pd.DataFrame, list[str], str]:
     """Predictions of the checkpoint on the data module's test split, with their confidence, the
     checkpoint's classes and the split's name."""
-    checkpoint = resolve_checkpoint(cfg.ckpt_path, cfg.runs_dir)
-    classifier = load_classifier(checkpoint, cfg.channels_last)
-    classes = classifier.classes
+    checkpoints = resolve_checkpoints(cfg.ckpt_path, cfg.runs_dir)
+    members = load_ensemble(checkpoints, cfg.channels_last)
+    classes = members[0].classes
     # Labels are indexed by the checkpoint's classes: an unknown label is an error naming it.
     datamodule = instantiate(cfg.data, classes=classes)
     split = datamodule.test_split()
+    if split is None:
+        raise ValueError("nothing to evaluate on: no data.test_csv, and data.val_fraction=0 left no validation split")
     if split.is_validation:
-        warn_if_split_differs(cfg, checkpoint)
-    probabilities = predict_probabilities(classifier, datamodule.test_dataloader(), make_trainer(cfg), cfg.tta_shifts)
+        for checkpoint in checkpoints:
+            warn_if_split_differs(cfg, checkpoint)
+    probabilities = ensemble_probabilities(members, datamodule.test_dataloader(), make_trainer(cfg), cfg.tta_shifts)
     return results_of_test_split(datamodule, probabilities), classes, split.name
 
 
@@ -140,7 +143,7 @@ def warn_if_split_differs(cfg: DictConfig, checkpoint: Path) -> None:
     if not saved.is_file():
         return
     trained = OmegaConf.load(saved).data
-    for key in ("seed", "val_fraction"):
+    for key in ("seed", "val_fraction", "folds", "fold"):
         if trained.get(key) != cfg.data.get(key):
             warnings.warn(
                 f"data.{key}={cfg.data[key]} but the checkpoint's run was trained with {trained[key]}: "

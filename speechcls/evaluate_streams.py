@@ -120,7 +120,7 @@ def stream_clips(cfg: DictConfig) -> tuple[list[tuple[Path, str]], list[Path]]:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     test = datamodule.test_split()
-    if datamodule.task != 12 or test.is_validation:
+    if datamodule.task != 12 or test is None or test.is_validation:
         raise ValueError("the streams are made of the 12-class task's test split: set data.task=12 and data.test_csv")
     words = [datamodule.classes[label] for label in test.dataset.labels]
     keywords = [(path, word) for path, word in zip(test.dataset.paths, words) if word in KEYWORDS]

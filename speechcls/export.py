@@ -12,7 +12,6 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from speechcls.audio import CLIP_SAMPLES
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.config import CONFIG_DIR
 from speechcls.inference import load_classifier, load_exported
@@ -28,7 +27,7 @@ def export(checkpoint: str | Path, output_dir: str | Path, format: str = "onnx",
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / FORMATS[format]
-    example = torch.randn(2, CLIP_SAMPLES)
+    example = torch.randn(2, module.clip_samples)
     if format == "onnx":
         module.to_onnx(
             path,
@@ -41,7 +40,7 @@ def export(checkpoint: str | Path, output_dir: str | Path, format: str = "onnx",
     else:
         module.to_torchscript(path, method="trace", example_inputs=example)
     (output_dir / "labels.txt").write_text("\n".join(module.classes) + "\n")
-    wave = torch.randn(3, CLIP_SAMPLES)
+    wave = torch.randn(3, module.clip_samples)
     with torch.inference_mode():
         difference = float((load_exported(path)(wave) - module(wave)).abs().max())
     if difference > tolerance:

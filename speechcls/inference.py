@@ -86,3 +86,19 @@ def load_model(
         return load_exported(spec), labels.read_text().split()
     classifier = load_classifier(resolve_checkpoint(spec, runs_dir), channels_last).eval()
     return classifier, classifier.classes
+
+
+def load_ensemble(paths: Sequence[str | Path], channels_last: bool = False) -> list[SpeechClassifier]:
+    """The classifiers of `paths` (one, or the members of an ensemble), which must share their classes."""
+    members = [load_classifier(path, channels_last) for path in paths]
+    for path, member in zip(paths, members):
+        if member.classes != members[0].classes:
+            raise ValueError(f"{path}: classes {member.classes} differ from {paths[0]}'s {members[0].classes}")
+    return members
+
+
+def ensemble_probabilities(
+    members: Sequence[SpeechClassifier], loader: DataLoader, trainer: L.Trainer, tta_shifts: Sequence[int] | None = None
+) -> torch.Tensor:
+    """The members' class probabilities (clips, classes), averaged: an ensemble's prediction."""
+    return torch.stack([predict_probabilities(member, loader, trainer, tta_shifts) for member in members]).mean(0)

@@ -44,6 +44,7 @@ class SpeechClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         augment: dict[str, Any] | None = None,
         channels_last: bool = False,
+        clip_samples: int = CLIP_SAMPLES,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -69,7 +70,9 @@ class SpeechClassifier(L.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
         # One default-length clip: in/out sizes in the model summary, and the graph TensorBoard draws
         # with logger.tensorboard.log_graph=true.
-        self.example_input_array = torch.zeros(1, CLIP_SAMPLES)
+        self.clip_samples = clip_samples
+        self.test_probabilities: list[torch.Tensor] = []  # of the last test loop, in its order
+        self.example_input_array = torch.zeros(1, clip_samples)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """Class scores for a batch of fixed-length waveforms (batch, samples)."""
@@ -107,7 +110,7 @@ class SpeechClassifier(L.LightningModule):
         return logits
 
     def on_test_epoch_start(self) -> None:
-        self.test_probabilities: list[torch.Tensor] = []
+        self.test_probabilities.clear()
 
     def test_step(self, batch, batch_idx: int) -> None:
         wave, target = batch
@@ -160,6 +163,7 @@ def build_module(cfg: DictConfig, classes: list[str]) -> SpeechClassifier:
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.scheduler) or None,
         augment=plain(cfg.augment) or None,
+        clip_samples=round(cfg.data.sample_rate * cfg.data.clip_seconds),
         **plain(cfg.module),
     )
 

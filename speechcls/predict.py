@@ -13,20 +13,20 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from speechcls.checkpoints import resolve_checkpoint
+from speechcls.checkpoints import resolve_checkpoints
 from speechcls.config import CONFIG_DIR
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
-from speechcls.inference import load_classifier, make_trainer, predict_probabilities
+from speechcls.inference import ensemble_probabilities, load_ensemble, make_trainer
 from speechcls.submission import write_csv_atomically, write_submission
 
 
 def predict(cfg: DictConfig) -> Path:
     """Write the submission (and optionally the probabilities); returns the submission's path."""
-    classifier = load_classifier(resolve_checkpoint(cfg.ckpt_path, cfg.runs_dir), cfg.channels_last)
-    classes = classifier.classes
+    members = load_ensemble(resolve_checkpoints(cfg.ckpt_path, cfg.runs_dir), cfg.channels_last)
+    classes = members[0].classes
     # No prepare_data: prediction reads a folder, it never generates one (data.root may be Kaggle's).
     datamodule = instantiate(cfg.data, classes=classes)
-    probabilities = predict_probabilities(classifier, datamodule.predict_dataloader(), make_trainer(cfg), cfg.tta_shifts)
+    probabilities = ensemble_probabilities(members, datamodule.predict_dataloader(), make_trainer(cfg), cfg.tta_shifts)
     # The submission is checked against the sample file itself, not against what the loader made of it.
     sample = read_table(datamodule.root / datamodule.predict_csv, labelled=False)
     files = sample[FILE_COLUMN]

@@ -14,6 +14,8 @@ from typing import Any
 from speechcls.atomic import atomic_write
 
 METRICS_FILE = "metrics.json"
+# A k-fold job's predictions of its held-out fold (speechcls.train); a sweep's summary joins them.
+OOF_FILE = "oof_predictions.csv"
 
 
 def write_record(run_dir: str | Path, record: dict[str, Any]) -> Path:

@@ -1,11 +1,12 @@
 """Sweep summaries: one row per job of a Hydra multirun, written as summary.csv and summary.md.
 
 Every job directory holds `.hydra/overrides.yaml` and `.hydra/config.yaml` (written by Hydra) and
-`metrics.json` (written by `speechcls.train`, for a failed job too). When the sweep varies `seed`, the
-jobs that differ only in their seed are also summarised together (`seed_statistics`): mean and sample
+`metrics.json` (written by `speechcls.train`, for a failed job too). When the sweep varies `seed` or
+`data.fold`, the jobs that differ only in those are also summarised together (`seed_statistics`): mean and sample
 standard deviation (ddof 1) of every metric, in summary_by_recipe.csv, a second table of summary.md and
 summary_by_recipe.png. The `SweepSummary` Hydra callback (conf/hydra/default.yaml) writes and prints
-all of it when a multirun ends; it can be rebuilt later:
+all of it when a multirun ends, and joins the k-fold jobs' out-of-fold predictions into one
+oof_predictions.csv with their accuracy. It can be rebuilt later:
 
     python -m speechcls.summarize outputs/train/multiruns/2025-01-01_12-00-00
 """
@@ -23,10 +24,13 @@ from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
-from speechcls.run_record import METRICS_FILE, read_record
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
+from speechcls.run_record import METRICS_FILE, OOF_FILE, read_record
 
 HYDRA_DIR = ".hydra"
 SEED = "seed"
+# Overrides whose jobs repeat one recipe: their mean and spread are the recipe's.
+REPLICATES = (SEED, "data.fold")
 EPOCH_TIME = "time/epoch_s"  # the last training epoch's, logged by speechcls.callbacks.Throughput
 
 
@@ -108,7 +112,7 @@ def seed_statistics(summary: Summary) -> pd.DataFrame:
     Columns: the grouping overrides, jobs, seeds, then `<metric> mean` and `<metric> std` per metric.
     """
     table = summary.table
-    keys = [key for key in summary.varied if key != SEED]
+    keys = [key for key in summary.varied if key not in REPLICATES]
     metrics = [
         column for column in table.columns
         if column not in [*summary.varied, "epochs"] and pd.api.types.is_numeric_dtype(table[column])
@@ -138,14 +142,15 @@ def write_summary(sweep_dir: str | Path, mode: str = "max") -> str:
         shown[metric] = table[metric].map(lambda value: "" if pd.isna(value) else f"{value:.4f}")
     # Overrides stay as Hydra recorded them (strings), not reformatted as numbers.
     lines += ["", shown.to_markdown(index=False, disable_numparse=True), ""]
-    if SEED in varied:
+    lines += out_of_fold(sweep_dir, summary)
+    if set(REPLICATES) & set(varied):
         statistics = seed_statistics(summary)
         statistics.to_csv(sweep_dir / "summary_by_recipe.csv", index=False)
         seed_statistics_figure(statistics).savefig(sweep_dir / "summary_by_recipe.png")
         lines += [
-            "## Mean ± standard deviation over seeds",
+            "## Mean ± standard deviation over seeds and folds",
             "",
-            "Jobs that differ only in `seed`, together; sample standard deviation (ddof 1). summary_by_recipe.csv "
+            "Jobs that differ only in `seed` or `data.fold`, together; sample standard deviation (ddof 1). summary_by_recipe.csv "
             "holds the numbers, summary_by_recipe.png the bars.",
             "",
             plus_minus_table(statistics).to_markdown(index=False, disable_numparse=True),
@@ -154,6 +159,27 @@ def write_summary(sweep_dir: str | Path, mode: str = "max") -> str:
     markdown = "\n".join(lines)
     (sweep_dir / "summary.md").write_text(markdown)
     return markdown
+
+
+def out_of_fold(sweep_dir: Path, summary: Summary) -> list[str]:
+    """Join the jobs' out-of-fold predictions (OOF_FILE, with the jobs' other varied overrides as columns)
+    into the sweep's OOF_FILE; Markdown lines with each recipe's out-of-fold accuracy ([] without any)."""
+    keys = [key for key in summary.varied if key != "data.fold"]
+    tables = []
+    for _, job in summary.table.iterrows():
+        path = sweep_dir / str(job["job"]) / OOF_FILE
+        if path.is_file():
+            tables.append(pd.read_csv(path).assign(**{key: job[key] for key in keys}))
+    if not tables:
+        return []
+    table = pd.concat(tables, ignore_index=True)
+    table.to_csv(sweep_dir / OOF_FILE, index=False)
+    classes = [column for column in tables[0].columns if column not in (FILE_COLUMN, TARGET_COLUMN, "fold", *keys)]
+    right = (table[classes].idxmax(axis=1) == table[TARGET_COLUMN].astype(str)).rename("accuracy")
+    groups = right.groupby([table[key].astype(str) for key in keys]) if keys else right.groupby([0] * len(table))
+    accuracy = groups.agg(["mean", "size"]).reset_index(drop=not keys)
+    shown = accuracy.rename(columns={"mean": "out-of-fold accuracy", "size": "clips"})
+    return ["## Out-of-fold predictions", "", f"Every held-out fold's clips by the model that never trained on them ({OOF_FILE}).", "", shown.to_markdown(index=False, floatfmt=".4f"), ""]
 
 
 def statistic_columns(statistics: pd.DataFrame) -> tuple[list[str], list[str]]:

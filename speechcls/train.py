@@ -10,6 +10,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -17,12 +18,15 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
 
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.config import CONFIG_DIR, fit_setup, instantiate_all
 from speechcls.data.conditions import accuracy_by_condition, results_of_test_split
 from speechcls.module import SpeechClassifier
-from speechcls.run_record import write_record
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
+from speechcls.run_record import OOF_FILE, write_record
+from speechcls.submission import write_csv_atomically
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +52,12 @@ def train(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
     resume = resume_from(cfg)
     datamodule, module = fit_setup(cfg, resume)
+    callbacks = cfg.callbacks
+    if "val" not in datamodule.splits and callbacks.get("model_checkpoint") is not None:
+        # Nothing to choose by: the last epoch's weights are the run's result.
+        callbacks = OmegaConf.merge(callbacks, {"model_checkpoint": {"monitor": None, "filename": "epoch{epoch:03d}"}})
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=instantiate_all(cfg.callbacks), logger=instantiate_all(cfg.logger) or False
+        cfg.trainer, callbacks=instantiate_all(callbacks), logger=instantiate_all(cfg.logger) or False
     )
     relaunches = trainer.world_size > 1 and not trainer.strategy.cluster_environment.creates_processes_externally
     if relaunches and in_multirun():
@@ -73,15 +81,21 @@ def train(cfg: DictConfig) -> float | None:
     best_path = checkpoint.best_model_path if checkpoint else ""
     if checkpoint is not None and checkpoint.best_model_score is not None:
         metrics[f"best/{checkpoint.monitor}"] = float(checkpoint.best_model_score)
-    if cfg.test:
+    test_split = datamodule.test_split() if cfg.test else None
+    if test_split is not None:
         tested = trainer.test(
             module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False, weights_only=True
         )
         metrics.update({name: float(value) for name, value in tested[0].items()})
         metrics.update(test_accuracy_by_engine(trainer, module, datamodule))
-    log_hyperparameters(trainer, cfg, metrics)
-    tested_on = datamodule.test_split().name if cfg.test else None
-    report(cfg, trainer, metrics, best_path, tested_on, time.perf_counter() - started)
+    if datamodule.validation.folds is not None and "val" in datamodule.splits:
+        write_out_of_fold(trainer, module, datamodule, best_path, Path(cfg.paths.output_dir))
+    splits = {
+        "validation": datamodule.validation_name(),
+        "test_data": test_split.name if test_split else ("none: no data.test_csv and no validation split" if cfg.test else None),
+    }
+    log_hyperparameters(trainer, cfg, metrics, splits)
+    report(cfg, trainer, metrics, best_path, splits, time.perf_counter() - started)
     # The best epoch's value when the checkpoint callback tracked it (not in fast_dev_run), else the last.
     return metrics.get(f"best/{cfg.optimized_metric}", metrics.get(cfg.optimized_metric))
 
@@ -101,7 +115,22 @@ def test_accuracy_by_engine(trainer: L.Trainer, module: SpeechClassifier, datamo
     return metrics
 
 
-def log_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
+def write_out_of_fold(trainer: L.Trainer, module: SpeechClassifier, datamodule, best_path: str, run_dir: Path) -> None:
+    """The held-out fold's class probabilities by the run's best weights, one row a clip (OOF_FILE): a
+    sweep over every fold predicts each clip of train.csv once, by the model that never trained on it."""
+    validation = datamodule.splits["val"]
+    loader = DataLoader(validation, batch_size=datamodule.batch_size)  # file order, whatever data.on_device
+    predicted = trainer.predict(module, dataloaders=loader, ckpt_path=best_path or None, weights_only=True)
+    if not trainer.is_global_zero or predicted is None:
+        return
+    table = pd.DataFrame(torch.cat(predicted).float().numpy(), columns=datamodule.classes).round(6)
+    table.insert(0, FILE_COLUMN, datamodule.file_names(validation))
+    table.insert(1, TARGET_COLUMN, [datamodule.classes[label] for label in validation.labels])
+    table.insert(2, "fold", datamodule.validation.fold)
+    write_csv_atomically(table, run_dir / OOF_FILE)
+
+
+def log_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float], splits: dict[str, str | None]) -> None:
     """The resolved config with the final metrics in TensorBoard's HPARAMS tab, where sweep jobs compare.
 
     Paths, callbacks and loggers are run plumbing, left out to keep the columns readable. HPARAMS reads
@@ -113,6 +142,8 @@ def log_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, 
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(params, metrics=final, step=trainer.global_step)
+            for name, value in splits.items():  # TEXT tab: which clips validation and test metrics are of
+                logger.experiment.add_text(f"data/{name}", str(value), global_step=trainer.global_step)
             logger.finalize("success")  # fit and test closed the writer already; flush the reopened one
 
 
@@ -121,7 +152,7 @@ def report(
     trainer: L.Trainer,
     metrics: dict[str, float],
     best_path: str,
-    tested_on: str | None,
+    splits: dict[str, str | None],
     wall_time_s: float,
 ) -> None:
     """Write metrics.json into the run directory and print where everything is (rank 0 only)."""
@@ -131,14 +162,15 @@ def report(
         "status": "ok",
         "metrics": metrics,
         "best_checkpoint": best_path,
-        "test_data": tested_on,
+        **splits,
         "epochs": trainer.current_epoch,
         "wall_time_s": round(wall_time_s, 1),
     }
     write_record(cfg.paths.output_dir, summary)
     lines = [f"{name:>16}: {value:.4f}" for name, value in sorted(metrics.items()) if "/" in name]
-    if tested_on:
-        lines.append(f"{'test/ metrics on':>16}: {tested_on}")
+    lines.append(f"{'val/ metrics on':>16}: {splits['validation']}")
+    if splits["test_data"]:
+        lines.append(f"{'test/ metrics on':>16}: {splits['test_data']}")
     lines.append(f"{'checkpoint':>16}: {best_path or '(none)'}")
     if trainer.logger is not None:
         lines.append(f"{'logs':>16}: {trainer.logger.log_dir}")

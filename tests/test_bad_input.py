@@ -189,11 +189,11 @@ def test_sample_submission_with_a_missing_file_is_an_error_even_when_skipping(tm
 def test_a_label_the_checkpoint_does_not_know_names_its_line(tmp_path):
     kaggle_folder(tmp_path / "data")
     (tmp_path / "data" / "test_labels.csv").write_text("file_name,target\n8-bit_0.wav,down\n8-bit_1.wav,cat\n")
-    data = datamodule(tmp_path, tmp_path / "data", "+data.classes=[down,go,up]")
+    data = datamodule(tmp_path, tmp_path / "data", "+data.classes=[down,go,up]", "data.test_csv=test_labels.csv")
     with pytest.raises(TableError, match=re.escape(
         "test_labels.csv: label(s) ['cat'] on line(s) 3 are not among the model's 3 classes ['down', 'go', 'up']"
     )):  # fmt: skip
-        data.labelled_dataset("test_labels.csv")
+        data.test_split()
 
 
 def test_a_data_root_that_does_not_exist(tmp_path):

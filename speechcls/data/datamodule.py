@@ -14,13 +14,13 @@ from typing import Any
 import lightning as L
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, RandomSampler, Sampler, WeightedRandomSampler
 
 from speechcls.audio import CLIP_SECONDS, SAMPLE_RATE
 from speechcls.data.cache import WaveCache
 from speechcls.data.dataset import WaveformDataset
 from speechcls.data.device_batches import DeviceBatches
+from speechcls.data.splits import ValidationSplit
 from speechcls.data.file_checks import REPORT_NAME, AudioCheck
 from speechcls.data.tables import (
     AUDIO_DIR,
@@ -96,6 +96,8 @@ class SpeechDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         val_fraction: float = 0.2,
+        folds: int | None = None,
+        fold: int = 0,
         seed: int = 42,
         sample_rate: int = SAMPLE_RATE,
         clip_seconds: float = CLIP_SECONDS,
@@ -133,7 +135,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
-        self.val_fraction = val_fraction
+        self.validation = ValidationSplit(val_fraction, folds, fold, seed)
         self.seed = seed
         self.sample_rate = sample_rate
         self.clip_samples = int(round(sample_rate * clip_seconds))
@@ -165,7 +167,7 @@ class SpeechDataModule(L.LightningDataModule):
             self.setup()  # builds the train and validation caches, once per node
 
     def setup(self, stage: str | None = None) -> None:
-        if "val" in self.splits:
+        if self.table is not None:
             return
         table = self.clips()
         if self.task == 12:
@@ -209,7 +211,7 @@ class SpeechDataModule(L.LightningDataModule):
         if self.clips_per_class is not None:
             shuffled = table.sample(frac=1, random_state=self.seed)
             table = shuffled.groupby(TARGET_COLUMN).head(self.clips_per_class).sort_index()
-        train_rows, val_rows = self._split(table)
+        train_rows, val_rows = self.validation.split(table, str(self.root / self.train_csv))
         return pd.concat([train_rows.assign(split="train"), val_rows.assign(split="val"), test], ignore_index=True)
 
     def unknown_table(self) -> pd.DataFrame:
@@ -222,18 +224,6 @@ class SpeechDataModule(L.LightningDataModule):
             lines = listed(list(line_numbers(wrong)))
             raise TableError(f"{self.root / self.unknown_csv}: split must be train or test (line(s) {lines})")
         return table[[FILE_COLUMN, TARGET_COLUMN, "split"]]
-
-    def _split(self, table):
-        counts = table[TARGET_COLUMN].value_counts()
-        too_small = counts[counts < 2]
-        if len(too_small):
-            raise TableError(
-                f"{self.root / self.train_csv}: a stratified split needs at least 2 clips per class; "
-                f"{dict(too_small)} have fewer"
-            )
-        return train_test_split(
-            table, test_size=self.val_fraction, random_state=self.seed, stratify=table[TARGET_COLUMN]
-        )
 
     def _dataset(self, table, train: bool = False, labelled: bool = True) -> WaveformDataset:
         paths = [self.audio_dir / name for name in table[FILE_COLUMN]]
@@ -257,15 +247,21 @@ class SpeechDataModule(L.LightningDataModule):
             table[TARGET_COLUMN] = as_keywords(table[TARGET_COLUMN])
         return table
 
-    def test_split(self) -> TestSplit:
+    def validation_name(self) -> str:
+        """What the validation clips are (`ValidationSplit.name`), for run summaries."""
+        return self.validation.name
+
+    def test_split(self) -> TestSplit | None:
         """What the test/ metrics are of, for training and evaluation alike: the task's own test split
         (`test_csv`, with the 12-class task's drawn `_unknown_` and `_silence_` clips; a subclass's
-        official list), or the validation split where there are no test labels."""
+        official list), or the validation split where there are no test labels; None without either."""
         self.setup()
         if "test" not in self.splits and self.test_csv is not None:  # read on first use, not for fitting
             rows = self.labelled_table(self.test_csv).assign(split="test")
             self.table = pd.concat([self.table, rows], ignore_index=True)
             self.splits["test"] = self._dataset(rows)
+        if "test" not in self.splits and "val" not in self.splits:
+            return None
         if "test" not in self.splits:
             rows = self.table[self.table.split == "val"]
             return TestSplit(self.splits["val"], rows, "the validation split (no data.test_csv)", is_validation=True)
@@ -337,14 +333,19 @@ class SpeechDataModule(L.LightningDataModule):
             return self._device_batches(self.splits["train"], self.train_sampler())
         return self._loader(self.splits["train"], sampler=self.train_sampler())
 
-    def val_dataloader(self) -> DataLoader | DeviceBatches:
+    def val_dataloader(self) -> DataLoader | DeviceBatches | list:
+        if "val" not in self.splits:
+            return []  # data.val_fraction=0: Lightning skips validation
         if self.on_device:
             return self._device_batches(self.splits["val"])
         return self._loader(self.splits["val"])
 
     def test_dataloader(self) -> DataLoader:
         # Always a DataLoader, also with on_device: evaluation reads the files' order from its dataset.
-        return self._loader(self.test_split().dataset)
+        split = self.test_split()
+        if split is None:
+            raise ValueError("no test split: no data.test_csv and no validation split (data.val_fraction=0)")
+        return self._loader(split.dataset)
 
     def predict_dataset(self) -> WaveformDataset:
         return self._dataset(self.predict_table(), labelled=False)

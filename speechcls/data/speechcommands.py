@@ -53,6 +53,9 @@ class SpeechCommandsDataModule(SpeechDataModule):
         table["split"] = [split_of.get(name, "train") for name in files]
         return self.audio_check.usable(table, self.audio_dir)
 
+    def validation_name(self) -> str:
+        return f"the official validation list ({SPLIT_LISTS['val']})"
+
     def test_name(self) -> str:
         return f"the official test list ({SPLIT_LISTS['test']})" + (" as 12 classes, with _silence_ clips" if self.task == 12 else "")
 
