@@ -2,6 +2,7 @@
 trainer takes the accelerator that is there."""
 
 import ast
+import importlib
 from pathlib import Path
 from unittest import mock
 
@@ -12,6 +13,7 @@ from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
 
 import speechcls
 from conftest import compose_train
+from speechcls.config import CONFIG_DIR
 
 PACKAGE = Path(speechcls.__file__).parent
 
@@ -74,3 +76,20 @@ def test_the_default_trainer_uses_a_gpu_where_there_is_one(tmp_path):
     ):
         trainer: L.Trainer = instantiate(cfg.trainer, logger=False)
     assert isinstance(trainer.accelerator, CUDAAccelerator)
+
+
+def test_every_config_target_names_a_class_or_function_that_exists():
+    # A moved module must take its configs along (they name it by its import path).
+    targets = {
+        line.split("_target_:")[1].strip()
+        for path in Path(CONFIG_DIR).rglob("*.yaml")
+        for line in path.read_text().splitlines()
+        if "_target_: speechcls." in line
+    }
+    assert "speechcls.detector.Detector" in targets
+    missing = []
+    for target in sorted(targets):
+        module, _, name = target.rpartition(".")
+        if not hasattr(importlib.import_module(module), name):
+            missing.append(target)
+    assert missing == []
