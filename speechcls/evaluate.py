@@ -144,7 +144,7 @@ def warn_if_split_differs(cfg: DictConfig, checkpoint: Path) -> None:
         return
     trained = OmegaConf.load(saved).data
     for key in ("seed", "val_fraction", "folds", "fold"):
-        if trained.get(key) != cfg.data.get(key):
+        if key in trained and trained[key] != cfg.data.get(key):  # runs before data.folds lack it
             warnings.warn(
                 f"data.{key}={cfg.data[key]} but the checkpoint's run was trained with {trained[key]}: "
                 f"the validation split may contain training clips (pass seed=... as in training)",

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightning as L
+import pandas as pd
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -15,7 +16,10 @@ from torch.utils.data import DataLoader
 from speechcls.audio import shift
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.config import instantiate_all
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
 from speechcls.module import SpeechClassifier
+from speechcls.run_record import OOF_FILE
+from speechcls.submission import write_csv_atomically
 
 
 def load_classifier(path: str | Path, channels_last: bool = False) -> SpeechClassifier:
@@ -102,3 +106,18 @@ def ensemble_probabilities(
 ) -> torch.Tensor:
     """The members' class probabilities (clips, classes), averaged: an ensemble's prediction."""
     return torch.stack([predict_probabilities(member, loader, trainer, tta_shifts) for member in members]).mean(0)
+
+
+def write_out_of_fold(trainer: L.Trainer, module: SpeechClassifier, datamodule, best_path: str, run_dir: Path) -> None:
+    """The held-out fold's class probabilities by the run's best weights, one row a clip (OOF_FILE): a
+    sweep over every fold predicts each clip of train.csv once, by the model that never trained on it."""
+    validation = datamodule.splits["val"]
+    loader = DataLoader(validation, batch_size=datamodule.batch_size)  # file order, whatever data.on_device
+    predicted = trainer.predict(module, dataloaders=loader, ckpt_path=best_path or None, weights_only=True)
+    if not trainer.is_global_zero or predicted is None:
+        return
+    table = pd.DataFrame(torch.cat(predicted).float().numpy(), columns=datamodule.classes).round(6)
+    table.insert(0, FILE_COLUMN, datamodule.file_names(validation))
+    table.insert(1, TARGET_COLUMN, [datamodule.classes[label] for label in validation.labels])
+    table.insert(2, "fold", datamodule.validation.fold)
+    write_csv_atomically(table, run_dir / OOF_FILE)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -18,15 +17,13 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.config import CONFIG_DIR, fit_setup, instantiate_all
 from speechcls.data.conditions import accuracy_by_condition, results_of_test_split
 from speechcls.module import SpeechClassifier
-from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
-from speechcls.run_record import OOF_FILE, write_record
-from speechcls.submission import write_csv_atomically
+from speechcls.inference import write_out_of_fold
+from speechcls.run_record import write_record
 
 log = logging.getLogger(__name__)
 
@@ -113,21 +110,6 @@ def test_accuracy_by_engine(trainer: L.Trainer, module: SpeechClassifier, datamo
     for logger in trainer.loggers:
         logger.log_metrics(metrics, step=trainer.global_step)
     return metrics
-
-
-def write_out_of_fold(trainer: L.Trainer, module: SpeechClassifier, datamodule, best_path: str, run_dir: Path) -> None:
-    """The held-out fold's class probabilities by the run's best weights, one row a clip (OOF_FILE): a
-    sweep over every fold predicts each clip of train.csv once, by the model that never trained on it."""
-    validation = datamodule.splits["val"]
-    loader = DataLoader(validation, batch_size=datamodule.batch_size)  # file order, whatever data.on_device
-    predicted = trainer.predict(module, dataloaders=loader, ckpt_path=best_path or None, weights_only=True)
-    if not trainer.is_global_zero or predicted is None:
-        return
-    table = pd.DataFrame(torch.cat(predicted).float().numpy(), columns=datamodule.classes).round(6)
-    table.insert(0, FILE_COLUMN, datamodule.file_names(validation))
-    table.insert(1, TARGET_COLUMN, [datamodule.classes[label] for label in validation.labels])
-    table.insert(2, "fold", datamodule.validation.fold)
-    write_csv_atomically(table, run_dir / OOF_FILE)
 
 
 def log_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float], splits: dict[str, str | None]) -> None:

@@ -50,7 +50,7 @@ def test_a_class_with_one_clip_is_a_clear_error(tmp_path, kaggle_root):
     for name in ("a.wav", "b.wav", "c.wav"):
         sf.write(root / "audio_files" / name, np.zeros(1600, np.float32), 16000)
     (root / "train.csv").write_text("file_name,target\na.wav,up\nb.wav,up\nc.wav,down\n")
-    with pytest.raises(TableError, match="at least 2 clips per class.*down"):
+    with pytest.raises(TableError, match="needs 2 clips of every class.*clips per class: down: 1, up: 2"):
         make_datamodule(tmp_path, root)
 
 
