@@ -58,7 +58,9 @@ class TestSplit:
 
 
 class SpeechDataModule(L.LightningDataModule):
-    """Stratified train/val split of `train.csv`; test on `test_csv` if given, else on val.
+    """`train.csv` split into training and validation clips (`speechcls.data.splits.ValidationSplit`: a
+    stratified fraction, fold `fold` of `folds`, or none with `val_fraction=0`); test on `test_csv` if
+    given, else on the validation split (`test_split()` says which).
 
     `task=12` makes it the 12-class task (`speechcls.data.twelve_class`): `unknown_clips` and
     `silence_clips` map each split (train, val, test) to its number of `_unknown_` clips (null: all the
