@@ -28,7 +28,8 @@ from speechcls.audio import (
 )
 from speechcls.config import CONFIG_DIR
 from speechcls.detector import PROGRESS, Detector
-from speechcls.inference import load_model
+from speechcls.inference import load_model, model_file
+from speechcls.thresholds import chosen_threshold
 from speechcls.submission import write_csv_atomically
 
 DETECTION_COLUMNS = ["file", "start", "end", "word", "score"]
@@ -48,8 +49,11 @@ def audio_files(input: str | Path) -> list[Path]:
 
 def detect(cfg: DictConfig) -> Path:
     """Write the detections of every input file to `cfg.output`; returns its path."""
-    model, classes = load_model(cfg.ckpt_path, cfg.runs_dir, cfg.channels_last)
-    detector: Detector = instantiate(cfg.detector, model=model, classes=classes)
+    path = model_file(cfg.ckpt_path, cfg.runs_dir)
+    model, classes = load_model(path, cfg.channels_last)
+    threshold, source = chosen_threshold(cfg.detector.threshold, path)
+    print(f"threshold {threshold:.4f}: {source}")
+    detector: Detector = instantiate(cfg.detector, model=model, classes=classes, threshold=threshold)
     files = audio_files(cfg.input)
     seconds = sum(sf.info(str(path)).duration for path in files)
     tables = []

@@ -12,6 +12,7 @@ import torch
 
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, crop_windows, evaluation_start
 from speechcls.data.twelve_class import SILENCE, UNKNOWN
+from speechcls.thresholds import DEFAULT_THRESHOLD
 
 NEVER_FIRE = (UNKNOWN, SILENCE)
 PROGRESS = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of audio [{elapsed}<{remaining}]"
@@ -37,7 +38,7 @@ class Detector:
         classes: Iterable[str],
         hop: int = 2048,
         smooth_seconds: float = 0.4,
-        threshold: float = 0.8,
+        threshold: float | None = None,
         refractory_seconds: float = 1.0,
         batch_size: int = 256,
         window: int = CLIP_SAMPLES,
@@ -50,7 +51,7 @@ class Detector:
         self.keywords = [i for i, name in enumerate(self.classes) if name not in NEVER_FIRE]
         self.hop, self.window, self.sample_rate, self.batch_size = hop, window, sample_rate, batch_size
         self.smooth_windows = max(1, round(smooth_seconds * sample_rate / hop))
-        self.threshold = threshold
+        self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         self.refractory_seconds = refractory_seconds
 
     def posteriors(self, blocks: Iterable[torch.Tensor], progress: Callable[[int], None] = lambda samples: None) -> Posteriors:

@@ -36,8 +36,9 @@ from tqdm import tqdm
 from speechcls.config import CONFIG_DIR
 from speechcls.data.twelve_class import KEYWORDS, UNKNOWN
 from speechcls.detector import PROGRESS, Detector
-from speechcls.inference import load_model
+from speechcls.inference import load_model, model_file
 from speechcls.streams import KeywordStream
+from speechcls.thresholds import operating_point, store_threshold
 
 ALL = "all"
 TARGET_RATES = (0.5, 1.0, 5.0)
@@ -134,8 +135,9 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
     output_dir.mkdir(parents=True, exist_ok=True)
     keywords, speech = stream_clips(cfg)
     curves = []
-    for spec in cfg.ckpt_path:
-        model, classes = load_model(spec, cfg.runs_dir, cfg.channels_last)
+    files = {spec: model_file(spec, cfg.runs_dir) for spec in cfg.ckpt_path}
+    for spec, path in files.items():
+        model, classes = load_model(path, cfg.channels_last)
         detector: Detector = instantiate(cfg.detector, model=model, classes=classes)
         for snr in cfg.snr_db:
             stream: KeywordStream = instantiate(cfg.stream, keyword_clips=keywords, speech_clips=speech, snr_db=snr)
@@ -151,6 +153,8 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
         [frr_at(points).assign(model=model, snr_db=snr) for (model, snr), points in groups], ignore_index=True
     )[["model", "snr_db", "keyword", "fa_per_hour_target", "frr", "threshold"]]
     table.to_csv(output_dir / "kws_metrics.csv", index=False, float_format="%.4f")
+    if cfg.store_threshold:
+        store_thresholds(curves, files, **cfg.store_threshold)
     figure = det_figure(curves)
     figure.savefig(output_dir / "det_curve.png", dpi=150)
     with SummaryWriter(str(output_dir / "tensorboard")) as writer:
@@ -161,6 +165,19 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
     print(f"\nfalse-reject rate at false accepts per hour ({len(keywords)} keyword clips per stream)\n{overall.to_string()}")
     print(f"reports: {output_dir}")
     return table
+
+
+def store_thresholds(curves: pd.DataFrame, files: dict, fa_per_hour: float, snr_db: float) -> None:
+    """Store beside each model the threshold of its fewest false rejects within `fa_per_hour` false
+    accepts an hour at `snr_db` (`speechcls.thresholds`): `detect`'s default for it."""
+    for spec, path in files.items():
+        curve = curves[(curves.model == str(spec)) & (curves.snr_db == snr_db) & (curves.keyword == ALL)]
+        point = operating_point(curve, fa_per_hour) if len(curve) else None
+        if point is None:
+            print(f"{spec}: no threshold keeps {fa_per_hour:g} false accepts an hour at {snr_db:g} dB; none stored")
+            continue
+        stored = store_threshold(path, point, fa_per_hour, snr_db)
+        print(f"{spec}: threshold {point.threshold:.4f} (FRR {point.frr:.3f} at {point.fa_per_hour:.2f} FA/h) -> {stored}")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate_streams")

@@ -78,17 +78,20 @@ def load_exported(path: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:
     return torch.jit.load(str(path))
 
 
-def load_model(
-    spec: str, runs_dir: str | Path, channels_last: bool = True
-) -> tuple[Callable[[torch.Tensor], torch.Tensor], list[str]]:
-    """The classifier (waveforms -> scores) and its classes: an exported model.onnx (labels.txt beside
-    it), else the checkpoint that `spec` names (`speechcls.checkpoints.resolve_checkpoint`)."""
-    if str(spec).endswith(".onnx"):
-        labels = Path(spec).with_name("labels.txt")
+def model_file(spec: str | Path, runs_dir: str | Path) -> Path:
+    """The file of a model spec: an exported model.onnx as it is, else the checkpoint `spec` names."""
+    return Path(spec) if str(spec).endswith(".onnx") else resolve_checkpoint(spec, runs_dir)
+
+
+def load_model(path: Path, channels_last: bool = True) -> tuple[Callable[[torch.Tensor], torch.Tensor], list[str]]:
+    """The classifier (waveforms -> scores) of a `model_file` and its classes: an exported model.onnx
+    (labels.txt beside it), or a checkpoint."""
+    if path.suffix == ".onnx":
+        labels = path.with_name("labels.txt")
         if not labels.is_file():
             raise FileNotFoundError(f"{labels}: the exported model's classes, written by speechcls.export, not found")
-        return load_exported(spec), labels.read_text().split()
-    classifier = load_classifier(resolve_checkpoint(spec, runs_dir), channels_last).eval()
+        return load_exported(path), labels.read_text().split()
+    classifier = load_classifier(path, channels_last).eval()
     return classifier, classifier.classes
 
 

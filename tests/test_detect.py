@@ -1,5 +1,6 @@
 """The sliding-window detector, with a stub classifier that recognises tone bursts as keywords."""
 
+import shutil
 import tracemalloc
 
 import numpy as np
@@ -151,3 +152,19 @@ def test_detect_entry_point_with_a_checkpoint_and_its_onnx_export(tmp_path, tiny
     from_onnx = pd.read_csv(detect(onnx))
     pd.testing.assert_frame_equal(from_onnx.drop(columns="score"), found.drop(columns="score"))
     np.testing.assert_allclose(from_onnx.score, found.score, atol=1e-3)
+
+
+def test_detect_uses_the_threshold_stored_with_the_model_unless_told_otherwise(tmp_path, tiny_run, capsys):
+    from speechcls.checkpoints import resolve_checkpoint
+    from speechcls.thresholds import store_threshold
+
+    model = shutil.copytree(tiny_run, tmp_path / "model")
+    sf.write(tmp_path / "a.wav", bursts(EVENTS[:2], 8.0), SAMPLE_RATE)
+    # No probability reaches 1.5: with it stored, nothing fires; the command line's 0.0 fires everywhere.
+    point = pd.Series({"threshold": 1.5, "frr": 1.0, "fa_per_hour": 0.0})
+    store_threshold(resolve_checkpoint(model, model), point, 1.0, 10.0)
+    common = [f"input={tmp_path / 'a.wav'}", f"ckpt_path={model}", "detector.refractory_seconds=0.5"]
+    assert len(pd.read_csv(detect(compose_detect(tmp_path, *common)))) == 0
+    assert "threshold 1.5000: stored with the model" in capsys.readouterr().out
+    assert len(pd.read_csv(detect(compose_detect(tmp_path, *common, "detector.threshold=0.0")))) == 14
+    assert "threshold 0.0000: detector.threshold" in capsys.readouterr().out

@@ -1,5 +1,8 @@
 """Benchmark streams, the detector on them, and false-reject / false-accept rates."""
 
+import json
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +15,8 @@ from speechcls.audio import SAMPLE_RATE
 from speechcls.detector import Detector
 from speechcls.evaluate_streams import det_curve, evaluate_streams, frr_at, rates
 from speechcls.streams import KeywordStream
+from speechcls.checkpoints import resolve_checkpoint
+from speechcls.thresholds import operating_point, threshold_file
 from speechcls.synth.speech_set import SyntheticSpeechSet
 from speechcls.config import CONFIG_DIR
 
@@ -100,9 +105,10 @@ def test_evaluate_streams_writes_the_tables_the_curve_and_tensorboard(tmp_path, 
         words=("yes", "go", "bed"), clips_per_word=4, test_clips_per_word=2, other_words=("apple",),
         other_clips_per_word=4, other_test_clips_per_word=2, noise_files=1, noise_seconds=12.0, num_workers=2,
     ).generate(tmp_path / "set")  # fmt: skip
+    model = shutil.copytree(tiny_run, tmp_path / "model")  # thresholds are stored beside its checkpoints
     overrides = [
         f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / 'run'}", f"data.root={root}", "data.synthesizer=null",
-        "data.cache=false", "data.silence_clips={train:2,val:1,test:1}", f"ckpt_path=['{tiny_run}','{tiny_run}:last']",
+        "data.cache=false", "data.silence_clips={train:2,val:1,test:1}", f"ckpt_path=['{model}','{model}:last']",
         "snr_db=[10,0]", "stream.hours=0.005",
     ]  # fmt: skip
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -112,4 +118,17 @@ def test_evaluate_streams_writes_the_tables_the_curve_and_tensorboard(tmp_path, 
     assert table.frr.between(0, 1).all()
     run = tmp_path / "run"
     assert (run / "det_curve.png").stat().st_size > 0 and list((run / "tensorboard").glob("events.*"))
-    assert set(pd.read_csv(run / "det.csv").snr_db) == {10, 0}
+    curves = pd.read_csv(run / "det.csv")
+    assert set(curves.snr_db) == {10, 0}
+    # Each model's threshold for 1 false accept an hour at 10 dB is stored beside it.
+    stored_any = False
+    for spec, checkpoint in ((str(model), resolve_checkpoint(model, model)), (f"{model}:last", model / "checkpoints" / "last.ckpt")):
+        curve = curves[(curves.model == spec) & (curves.snr_db == 10) & (curves.keyword == "all")]
+        point = operating_point(curve, 1.0)
+        if point is None:  # no threshold is that strict on this tiny stream: nothing stored
+            assert not threshold_file(checkpoint).exists()
+            continue
+        stored = json.loads(threshold_file(checkpoint).read_text())
+        assert stored["threshold"] == pytest.approx(point.threshold, rel=1e-4) and stored["fa_per_hour"] <= 1.0
+        stored_any = True
+    assert stored_any
