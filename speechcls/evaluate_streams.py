@@ -2,8 +2,10 @@
 
     python -m speechcls.evaluate_streams ckpt_path=[RUN_A,RUN_B] snr_db=[10,0]
 
-Runs the detector (`speechcls.detect`) of each model over the benchmark streams of each SNR
-(`speechcls.streams`, made from the data set's held-out test clips of the 12-class task) and scores
+Runs the detector (`speechcls.detector`) of each model over the benchmark streams of each SNR and channel
+(`speechcls.streams`, made from the data set's held-out test clips of the 12-class task; `channels`: none,
+or phone lines at 8 kHz with a codec; `data=synthetic_voices` adds the neural engine's `_unknown_` speech
+and keywords) and scores
 the detections at every threshold of a grid against the streams' ground truth:
 
 - a detection is a hit when its window overlaps a keyword clip of the same word that no earlier
@@ -14,13 +16,15 @@ the detections at every threshold of a grid against the streams' ground truth:
 
 Per keyword the rates count that word's clips and false accepts. The FRR at a target FA/h is the lowest
 FRR of the thresholds whose FA/h is at most the target. Writes into the run directory kws_metrics.csv
-(FRR at 0.5, 1 and 5 FA/h per model, SNR and keyword, with the threshold), det.csv (every threshold's
-rates), det_curve.png (FRR against FA/h, one panel per SNR, one line per model) and the same figures
-and FRRs to TensorBoard (tensorboard/).
+(FRR at 0.5, 1 and 5 FA/h per model, SNR, channel and keyword, with the threshold), det.csv (every
+threshold's rates), det_curve.png (FRR against FA/h, one panel per SNR and channel, one line per model)
+and the same figures and FRRs to TensorBoard (tensorboard/). With `store_threshold`, each model's
+operating threshold for a target FA/h is stored beside it (`speechcls.thresholds`): `detect`'s default.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -41,6 +45,8 @@ from speechcls.streams import KeywordStream
 from speechcls.thresholds import operating_point, store_threshold
 
 ALL = "all"
+# What a DET curve is of: a model on the streams of one SNR heard through one channel.
+CONDITION = ["model", "snr_db", "channel"]
 TARGET_RATES = (0.5, 1.0, 5.0)
 # From 0.05 up to 1 - 1e-4, ever closer to 1, where the low false-accept rates are.
 THRESHOLDS = 1.0 - np.geomspace(0.95, 1e-4, 60)
@@ -100,17 +106,19 @@ def frr_at(curve: pd.DataFrame, targets: Sequence[float] = TARGET_RATES) -> pd.D
 
 
 def det_figure(curves: pd.DataFrame) -> Figure:
-    """Overall FRR against FA/h (log scale), one panel per SNR, one line per model."""
+    """Overall FRR against FA/h (log scale), one panel per SNR and channel, one line per model."""
     overall = curves[curves.keyword == ALL]
-    snrs = sorted(overall.snr_db.unique(), reverse=True)
-    figure = Figure(figsize=(4.5 * len(snrs), 4), layout="constrained")
-    for axes, snr in zip(np.atleast_1d(figure.subplots(1, len(snrs), sharey=True)), snrs):
-        for model, points in overall[overall.snr_db == snr].groupby("model", sort=False):
+    panels = sorted(set(zip(overall.snr_db, overall.channel)), key=lambda panel: (-panel[0], panel[1] != "none", panel[1]))
+    figure = Figure(figsize=(4.5 * len(panels), 4), layout="constrained")
+    for axes, (snr, channel) in zip(np.atleast_1d(figure.subplots(1, len(panels), sharey=True)), panels):
+        shown = overall[(overall.snr_db == snr) & (overall.channel == channel)]
+        for model, points in shown.groupby("model", sort=False):
             points = points.sort_values("fa_per_hour")
             axes.step(points.fa_per_hour.clip(lower=0.01), points.frr, where="post", label=model)
         for target in TARGET_RATES:
             axes.axvline(target, color="grey", linewidth=0.5, linestyle=":")
-        axes.set(xscale="log", xlabel="false accepts per hour", title=f"{snr:g} dB SNR", ylim=(0, 1))
+        title = f"{snr:g} dB SNR" + ("" if channel == "none" else f", {channel}")
+        axes.set(xscale="log", xlabel="false accepts per hour", title=title, ylim=(0, 1))
         axes.set_ylabel("false-reject rate")
         axes.legend(fontsize=7)
     return figure
@@ -139,19 +147,21 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
     for spec, path in files.items():
         model, classes = load_model(path, cfg.channels_last)
         detector: Detector = instantiate(cfg.detector, model=model, classes=classes)
-        for snr in cfg.snr_db:
-            stream: KeywordStream = instantiate(cfg.stream, keyword_clips=keywords, speech_clips=speech, snr_db=snr)
+        for snr, channel in itertools.product(cfg.snr_db, cfg.channels):
+            stream: KeywordStream = instantiate(
+                cfg.stream, keyword_clips=keywords, speech_clips=speech, snr_db=snr, channel=channel
+            )
             seconds = stream.samples / detector.sample_rate
-            with tqdm(total=seconds, desc=f"{spec} at {snr:g} dB", bar_format=PROGRESS) as bar:
+            with tqdm(total=seconds, desc=f"{spec} at {snr:g} dB, {channel}", bar_format=PROGRESS) as bar:
                 posteriors = detector.posteriors(stream.blocks(), lambda samples: bar.update(samples / detector.sample_rate))
             curve = det_curve(lambda t: detector.detections(posteriors, t), stream.truth(), stream.negative_hours)
-            curves.append(curve.assign(model=str(spec), snr_db=snr))
+            curves.append(curve.assign(model=str(spec), snr_db=snr, channel=channel))
     curves = pd.concat(curves, ignore_index=True)
     curves.to_csv(output_dir / "det.csv", index=False, float_format="%.5g")
-    groups = curves.groupby(["model", "snr_db"], sort=False)
+    groups = curves.groupby(CONDITION, sort=False)
     table = pd.concat(
-        [frr_at(points).assign(model=model, snr_db=snr) for (model, snr), points in groups], ignore_index=True
-    )[["model", "snr_db", "keyword", "fa_per_hour_target", "frr", "threshold"]]
+        [frr_at(points).assign(**dict(zip(CONDITION, key))) for key, points in groups], ignore_index=True
+    )[[*CONDITION, "keyword", "fa_per_hour_target", "frr", "threshold"]]
     table.to_csv(output_dir / "kws_metrics.csv", index=False, float_format="%.4f")
     if cfg.store_threshold:
         store_thresholds(curves, files, **cfg.store_threshold)
@@ -160,8 +170,9 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
     with SummaryWriter(str(output_dir / "tensorboard")) as writer:
         writer.add_figure("kws/det_curve", figure)
         for row in table[table.keyword == ALL].itertuples():
-            writer.add_scalar(f"kws/frr_at_{row.fa_per_hour_target:g}_fa_per_hour/{row.snr_db:g}dB/{row.model}", row.frr)
-    overall = table[table.keyword == ALL].pivot(index=["model", "snr_db"], columns="fa_per_hour_target", values="frr")
+            name = f"kws/frr_at_{row.fa_per_hour_target:g}_fa_per_hour/{row.snr_db:g}dB_{row.channel}/{row.model}"
+            writer.add_scalar(name, row.frr)
+    overall = table[table.keyword == ALL].pivot(index=CONDITION, columns="fa_per_hour_target", values="frr")
     print(f"\nfalse-reject rate at false accepts per hour ({len(keywords)} keyword clips per stream)\n{overall.to_string()}")
     print(f"reports: {output_dir}")
     return table
@@ -171,7 +182,7 @@ def store_thresholds(curves: pd.DataFrame, files: dict, fa_per_hour: float, snr_
     """Store beside each model the threshold of its fewest false rejects within `fa_per_hour` false
     accepts an hour at `snr_db` (`speechcls.thresholds`): `detect`'s default for it."""
     for spec, path in files.items():
-        curve = curves[(curves.model == str(spec)) & (curves.snr_db == snr_db) & (curves.keyword == ALL)]
+        curve = curves[(curves.model == str(spec)) & (curves.snr_db == snr_db) & (curves.channel == "none") & (curves.keyword == ALL)]
         point = operating_point(curve, fa_per_hour) if len(curve) else None
         if point is None:
             print(f"{spec}: no threshold keeps {fa_per_hour:g} false accepts an hour at {snr_db:g} dB; none stored")

@@ -8,6 +8,10 @@ clips are 1 s or more apart and a 1 s window never overlaps two of them. The bac
 synthetic set's noise generator (`speechcls.audio.coloured`, a drawn colour each block) at
 `noise_dbfs` RMS, and every clip is scaled to `snr_db` above it (mean power over its 1 s).
 
+`channel` puts the whole stream through a phone line of the channel simulation (`phone-gsm`,
+`phone-mp3-v<quality>`: 8 kHz, 300-3400 Hz and the codec; needs the voices extra), so the benchmark is
+not only the wideband clean audio the models trained on.
+
 The schedule and the noise depend on `seed` only, so streams at different SNRs differ in the clips'
 gain alone. The audio is made block by block when read (`blocks()`), never stored: two hours of it
 would be 460 MB as float32.
@@ -44,11 +48,18 @@ class KeywordStream:
         noise_dbfs: float = -40.0,
         block_slots: int = 15,
         seed: int = 0,
+        channel: str = "none",
     ) -> None:
         if slot_seconds < 2.0 + CLIP_SAMPLES / SAMPLE_RATE:
             raise ValueError(f"slot_seconds must leave 0.5 s either side of a clip and room to move it, got {slot_seconds}")
         if not keyword_clips or (speech_probability > 0 and not speech_clips):
             raise ValueError("a stream needs keyword clips, and speech clips unless speech_probability is 0")
+        self.channel = channel
+        if channel != "none":  # the channel simulation needs the voices extra
+            from speechcls.synth.channel import Channel, named_condition
+
+            line, row = Channel(), named_condition(channel)
+            self.through_channel = lambda block: line.apply(block, row)
         self.words = [word for _, word in keyword_clips]
         self.snr_db = snr_db
         self.slot = round(slot_seconds * SAMPLE_RATE)
@@ -97,4 +108,5 @@ class KeywordStream:
                 gain = noise_gain * 10 ** (self.snr_db / 20) / clip.pow(2).mean().sqrt().clamp(min=1e-8)
                 start = (slot - first) * self.slot + self.offset[slot]
                 block[start : start + CLIP_SAMPLES] += gain * clip
-            yield block.clamp_(-1.0, 1.0)
+            block = block.clamp_(-1.0, 1.0)
+            yield block if self.channel == "none" else self.through_channel(block)

@@ -68,6 +68,28 @@ def test_streams_are_deterministic_and_snr_changes_only_the_clips_level(tone_cli
         assert changed[round(start * SAMPLE_RATE) : round(start * SAMPLE_RATE) + SAMPLE_RATE].any()
 
 
+@pytest.mark.parametrize("channel", ["phone-gsm", "phone-mp3-v9.0"])
+def test_a_stream_through_a_phone_line_is_band_limited(tone_clips, channel):
+    pytest.importorskip("pedalboard")
+    keywords, speech = tone_clips
+    make = lambda channel: KeywordStream(keywords, speech, snr_db=10, hours=0.005, channel=channel)  # noqa: E731
+    wideband, phone = (torch.cat(list(make(name).blocks())) for name in ("none", channel))
+    assert len(phone) == len(wideband) and torch.isfinite(phone).all()
+
+    def share_above_4_khz(wave):
+        power = torch.fft.rfft(wave).abs().pow(2)
+        return float(power[torch.fft.rfftfreq(len(wave), 1 / SAMPLE_RATE) > 4000].sum() / power.sum())
+
+    # An 8 kHz line keeps next to nothing above 4 kHz (the resampler's leakage), 15 dB under the wideband share.
+    assert share_above_4_khz(phone) < 1e-4 and share_above_4_khz(phone) < share_above_4_khz(wideband) / 30
+
+
+def test_an_unknown_channel_is_named():
+    pytest.importorskip("pedalboard")
+    with pytest.raises(ValueError, match="channel 'radio': expected none, phone-gsm or phone-mp3-v<quality>"):
+        KeywordStream([("x.wav", "yes")], [], snr_db=10, speech_probability=0, channel="radio")
+
+
 TRUTH = pd.DataFrame({"start": [10.0, 20.0, 30.0, 40.0], "end": [11.0, 21.0, 31.0, 41.0], "word": ["yes", "yes", "go", "go"]})
 # start, word, score: a hit, a repeat of it, a hit at 0.6, a hit at 0.7, the wrong word over a keyword, two
 # detections over no keyword.
@@ -109,17 +131,18 @@ def test_evaluate_streams_writes_the_tables_the_curve_and_tensorboard(tmp_path, 
     overrides = [
         f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / 'run'}", f"data.root={root}", "data.synthesizer=null",
         "data.cache=false", "data.silence_clips={train:2,val:1,test:1}", f"ckpt_path=['{model}','{model}:last']",
-        "snr_db=[10,0]", "stream.hours=0.005",
+        "snr_db=[10,0]", "channels=[none,phone-gsm]", "stream.hours=0.005",
     ]  # fmt: skip
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         table = evaluate_streams(compose("evaluate_streams", overrides))
-    # 2 models x 2 SNRs x (2 keywords + all) x 3 target rates.
-    assert len(table) == 2 * 2 * 3 * 3 and set(table.keyword) == {"yes", "go", "all"}
+    # 2 models x 2 SNRs x 2 channels x (2 keywords + all) x 3 target rates.
+    assert len(table) == 2 * 2 * 2 * 3 * 3 and set(table.keyword) == {"yes", "go", "all"}
+    assert set(table.channel) == {"none", "phone-gsm"}
     assert table.frr.between(0, 1).all()
     run = tmp_path / "run"
     assert (run / "det_curve.png").stat().st_size > 0 and list((run / "tensorboard").glob("events.*"))
     curves = pd.read_csv(run / "det.csv")
-    assert set(curves.snr_db) == {10, 0}
+    assert set(curves.snr_db) == {10, 0} and set(curves.channel) == {"none", "phone-gsm"}
     # Each model's threshold for 1 false accept an hour at 10 dB is stored beside it.
     stored_any = False
     for spec, checkpoint in ((str(model), resolve_checkpoint(model, model)), (f"{model}:last", model / "checkpoints" / "last.ckpt")):

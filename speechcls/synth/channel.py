@@ -113,6 +113,15 @@ class Channel:
         return out
 
 
+def named_condition(name: str) -> dict:
+    """The row `Channel.apply` takes for a named fixed channel: `phone-gsm` or `phone-mp3-v<quality>`
+    (e.g. phone-mp3-v9.0), without microphone colouring: a stream heard through a phone line."""
+    condition, _, codec = name.partition("-")
+    if condition != "phone" or not (codec == "gsm" or codec.startswith("mp3-v")):
+        raise ValueError(f"channel {name!r}: expected none, phone-gsm or phone-mp3-v<quality> (e.g. phone-mp3-v9.0)")
+    return {"channel": condition, "codec": codec, "mic_eq_db": None}
+
+
 def room_impulse_response(row: dict) -> np.ndarray:
     """The impulse response of the room in `row` (room_m, rt60_s, distance_m, room_seed), peak 1."""
     room = np.array([float(side) for side in row["room_m"].split("x")])
