@@ -15,14 +15,8 @@ import torch
 import torchaudio.functional as AF
 from torch import nn
 
-from speechcls.audio import (
-    SAMPLE_RATE,
-    coloured,
-    crop_windows,
-    random_starts,
-    read_audio,
-    shift,
-)
+from speechcls.audio import SAMPLE_RATE, coloured, crop_windows, random_starts, read_audio, shift
+from speechcls.data.twelve_class import SILENCE, UNKNOWN
 
 
 class RandomTransform(nn.Module):
@@ -216,9 +210,54 @@ class Mixup(nn.Module):
         return weight * x + (1 - weight) * x[partner], mixed_target
 
 
+class EdgeWindows(nn.Module):
+    """Training windows as a detector's sliding window sees a stream: each example (probability `p`)
+    moved by up to `max_seconds` either way, so a keyword lies anywhere in the window or is cut by its
+    edge (zero-filled; the noise transform then fills the gap).
+
+    What counts as the keyword at the edge: a window that keeps at least `min_kept` of the clip's
+    energy keeps its label; one that keeps less is labelled `cut_label` (`_unknown_`: part of a word is
+    not the word), so a detector fires when the window holds the word, not as it enters or leaves.
+    Examples of other classes keep theirs. Needs `cut_label` among the classes (the 12-class task).
+    """
+
+    def __init__(self, max_seconds: float = 0.6, min_kept: float = 0.8, p: float = 0.5, cut_label: str = UNKNOWN,
+                 sample_rate: int = SAMPLE_RATE) -> None:  # fmt: skip
+        super().__init__()
+        if not 0.0 <= p <= 1.0 or not 0.0 < min_kept <= 1.0:
+            raise ValueError(f"EdgeWindows: need p in [0, 1] and min_kept in (0, 1], got {p} and {min_kept}")
+        self.max_shift, self.min_kept, self.p, self.cut_label = int(max_seconds * sample_rate), min_kept, p, cut_label
+
+    def forward(self, wave: torch.Tensor, target: torch.Tensor, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cut_label not in classes:
+            raise ValueError(f"EdgeWindows relabels cut keywords as {self.cut_label!r}, not a class here (data.task=12)")
+        chosen = torch.rand(len(wave), device=wave.device) < self.p
+        delays = torch.randint(-self.max_shift, self.max_shift + 1, (len(wave),), device=wave.device) * chosen
+        moved = shift(wave, delays)
+        energy = wave.pow(2).sum(dim=1).clamp(min=1e-12)
+        kept = moved.pow(2).sum(dim=1) / energy
+        is_keyword = torch.tensor([name not in (UNKNOWN, SILENCE) for name in classes], device=target.device)
+        cut = is_keyword[target] & (kept < self.min_kept)
+        return moved, torch.where(cut, torch.full_like(target, classes.index(self.cut_label)), target)
+
+
+class PhoneBand(RandomTransform):
+    """A telephone line's band: each chosen waveform resampled to 8 kHz and back (nothing above 4 kHz)
+    and band-passed to 300-3400 Hz, on the training device."""
+
+    def __init__(self, p: float = 0.25, sample_rate: int = SAMPLE_RATE) -> None:
+        super().__init__(p)
+        self.sample_rate = sample_rate
+
+    def transform(self, wave: torch.Tensor) -> torch.Tensor:
+        narrow = AF.resample(AF.resample(wave, self.sample_rate, 8000), 8000, self.sample_rate)[..., : wave.shape[-1]]
+        return AF.lowpass_biquad(AF.highpass_biquad(narrow, self.sample_rate, 300.0), self.sample_rate, 3400.0)
+
+
 class Augmentation(nn.Module):
     """The training-time transforms, which the LightningModule's training step applies in order:
-    `wave` before the features, `spectrogram` after them, then `mixup`.
+    `window` (moves examples and may relabel them), `wave` before the features, `spectrogram` after
+    them, then `mixup`.
 
     `wave` and `spectrogram` are named transforms in order; a None entry is switched off (so a config
     can disable one with `augment.wave.noise=null`). With no arguments nothing is changed.
@@ -229,8 +268,10 @@ class Augmentation(nn.Module):
         wave: dict[str, nn.Module | None] | None = None,
         spectrogram: dict[str, nn.Module | None] | None = None,
         mixup: Mixup | None = None,
+        window: EdgeWindows | None = None,
     ) -> None:
         super().__init__()
+        self.window = window
         self.wave = nn.Sequential(OrderedDict((name, t) for name, t in (wave or {}).items() if t is not None))
         self.spectrogram = nn.Sequential(
             OrderedDict((name, t) for name, t in (spectrogram or {}).items() if t is not None)
@@ -240,5 +281,6 @@ class Augmentation(nn.Module):
     @property
     def names(self) -> list[str]:
         """The transforms switched on, in the order they apply."""
-        names = [name for name, _ in [*self.wave.named_children(), *self.spectrogram.named_children()]]
+        names = ["window"] if self.window is not None else []
+        names += [name for name, _ in [*self.wave.named_children(), *self.spectrogram.named_children()]]
         return names + (["mixup"] if self.mixup is not None else [])

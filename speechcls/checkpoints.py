@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import ListConfig
 from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from omegaconf import ListConfig
 
 from speechcls.atomic import atomic_write
 from speechcls.run_record import METRICS_FILE, read_record

@@ -7,7 +7,6 @@ import importlib.resources
 from pathlib import Path
 
 import lightning as L
-
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 

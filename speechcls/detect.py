@@ -23,14 +23,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from speechcls.audio import (
-    read_audio_blocks,
-)
+from speechcls.audio import read_audio_blocks
 from speechcls.config import CONFIG_DIR
 from speechcls.detector import PROGRESS, Detector
 from speechcls.inference import load_model, model_file
-from speechcls.thresholds import chosen_threshold
 from speechcls.submission import write_csv_atomically
+from speechcls.thresholds import chosen_threshold
 
 DETECTION_COLUMNS = ["file", "start", "end", "word", "score"]
 def audio_files(input: str | Path) -> list[Path]:

@@ -90,6 +90,8 @@ class SpeechClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
         wave, target = batch
+        if self.augment.window is not None:
+            wave, target = self.augment.window(wave, target, self.classes)
         wave = self.augment.wave(wave)
         spectrogram = self.augment.spectrogram(self.spectrogram(wave))
         # Targets as distributions, which mixup blends along with the inputs.

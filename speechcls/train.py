@@ -21,8 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.config import CONFIG_DIR, fit_setup, instantiate_all
 from speechcls.data.conditions import accuracy_by_condition, results_of_test_split
-from speechcls.module import SpeechClassifier
 from speechcls.inference import write_out_of_fold
+from speechcls.module import SpeechClassifier
 from speechcls.run_record import write_record
 
 log = logging.getLogger(__name__)

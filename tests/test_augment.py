@@ -195,3 +195,36 @@ def test_coloured_noise_has_a_one_over_f_power_spectrum(exponent):
     frequencies = torch.fft.rfftfreq(16000, dtype=torch.float64)[1:]
     slope = torch.linalg.lstsq(torch.stack([frequencies.log(), torch.ones_like(frequencies)], 1), power.log()[:, None]).solution[0]
     assert slope.item() == pytest.approx(-exponent, abs=0.05)
+
+
+def test_edge_windows_relabel_keywords_cut_by_the_window_edge():
+    from speechcls.augment import EdgeWindows
+
+    torch.manual_seed(0)
+    classes = ["_silence_", "_unknown_", "go", "yes"]
+    wave = torch.randn(400, 16000)
+    target = torch.arange(400) % 4
+    moved, labels = EdgeWindows(max_seconds=0.6, min_kept=0.8, p=1.0)(wave, target, classes)
+    kept = moved.pow(2).sum(dim=1) / wave.pow(2).sum(dim=1)
+    keyword = target >= 2
+    # A keyword window keeps its word while it holds 80 % of the clip's energy, else it is _unknown_.
+    assert torch.equal(labels[keyword], torch.where(kept[keyword] < 0.8, 1, target[keyword]))
+    assert torch.equal(labels[~keyword], target[~keyword])  # silence and unknown stay what they are
+    assert 0.4 <= float((kept[keyword] < 0.8).float().mean()) <= 0.9  # shifts up to 0.6 s: most cut some
+    assert moved.shape == wave.shape and (moved != wave).any(dim=1).float().mean() > 0.95
+    untouched, same = EdgeWindows(p=0.0)(wave, target, classes)
+    assert torch.equal(untouched, wave) and torch.equal(same, target)
+    with pytest.raises(ValueError, match="not a class here"):
+        EdgeWindows()(wave, target, ["go", "yes"])
+
+
+def test_phone_band_leaves_nothing_above_4_khz():
+    from speechcls.augment import PhoneBand
+
+    torch.manual_seed(0)
+    wave = 0.1 * torch.randn(8, 16000)
+    narrow = PhoneBand(p=1.0)(wave)
+    power = torch.fft.rfft(narrow).abs().pow(2)
+    high = torch.fft.rfftfreq(16000, 1 / 16000) > 4000
+    assert narrow.shape == wave.shape
+    assert float(power[:, high].sum() / power.sum()) < 5e-3  # white noise had half its power up there

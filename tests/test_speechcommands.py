@@ -108,10 +108,11 @@ def test_missing_lists_and_listed_files_are_clear_errors(tmp_path):
         make_datamodule(tmp_path, tmp_path / "empty")
 
 
-def test_trains_on_the_twelve_class_task(tmp_path, speechcommands_root):
+@pytest.mark.parametrize("augment", ["light", "stream"])
+def test_trains_on_the_twelve_class_task(tmp_path, speechcommands_root, augment):
     cfg = compose_train(
         tmp_path, "data=speechcommands", f"data.root={speechcommands_root}", "data.task=12",
-        "data.silence_clips={train:4,val:2,test:2}", "trainer=debug", "logger=csv",
+        "data.silence_clips={train:4,val:2,test:2}", "trainer=debug", "logger=csv", f"augment={augment}",
     )  # fmt: skip
     assert 0.0 <= train(cfg) <= 1.0
 

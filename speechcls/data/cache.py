@@ -31,13 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechcls.audio import (
-    FULL_SCALE,
-    crop_windows,
-    evaluation_start,
-    pcm16,
-    read_audio,
-)
+from speechcls.audio import FULL_SCALE, crop_windows, evaluation_start, pcm16, read_audio
 
 CACHE_FORMAT = 2
 MAX_CLIP_FACTOR = 4

@@ -20,8 +20,8 @@ from speechcls.audio import CLIP_SECONDS, SAMPLE_RATE
 from speechcls.data.cache import WaveCache
 from speechcls.data.dataset import WaveformDataset
 from speechcls.data.device_batches import DeviceBatches
-from speechcls.data.splits import ValidationSplit
 from speechcls.data.file_checks import REPORT_NAME, AudioCheck
+from speechcls.data.splits import ValidationSplit
 from speechcls.data.tables import (
     AUDIO_DIR,
     FILE_COLUMN,
@@ -34,12 +34,7 @@ from speechcls.data.tables import (
     read_table,
 )
 from speechcls.data.twelve_class import CLASSES as TWELVE_CLASSES
-from speechcls.data.twelve_class import (
-    as_keywords,
-    check_task,
-    silence_table,
-    twelve_class_table,
-)
+from speechcls.data.twelve_class import as_keywords, check_task, silence_table, twelve_class_table
 
 SPLITS = ("train", "val", "test")
 
