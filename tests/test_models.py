@@ -11,7 +11,8 @@ from speechcls.models.complexity import count_macs, count_parameters
 from speechcls.config import CONFIG_DIR
 from speechcls.train import train
 
-MODELS = sorted(path.stem for path in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
+# Networks on log-mels; the speech embedding takes its own front end (tests/test_speech_embedding.py).
+MODELS = sorted(path.stem for path in (Path(CONFIG_DIR) / "model").glob("*.yaml") if path.stem != "speech_embedding")
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -22,6 +23,12 @@ def test_model_config_builds_and_trains_on_log_mels(tmp_path, name):
     assert logits.shape == (2, 5)
     logits.logsumexp(dim=1).sum().backward()
     assert all(p.grad is not None for p in net.parameters())
+
+
+def test_the_speech_embedding_on_another_front_end_names_the_one_it_takes(tmp_path):
+    cfg = compose_train(tmp_path, "data=kaggle", "data.root=unused", "model=speech_embedding")
+    with pytest.raises(Exception, match="add features=speech_embedding_mel"):
+        instantiate(cfg.model, num_classes=5)
 
 
 def test_three_channel_config_feeds_the_tutorials_replicated_spectrogram(tmp_path):

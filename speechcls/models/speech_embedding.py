@@ -128,10 +128,12 @@ class SpeechEmbeddingClassifier(nn.Module):
         head: str = "flatten",
         hidden: int = 256,
         dropout: float = 0.2,
-        context: float = 0.0,
+        context: float | None = 0.0,
         clip_samples: int = CLIP_SAMPLES,
     ) -> None:
         super().__init__()
+        if context is None:  # the model config reads it from a front end that has none
+            raise ValueError("model=speech_embedding takes its own front end: add features=speech_embedding_mel")
         if head not in self.HEADS:
             raise ValueError(f"SpeechEmbeddingClassifier: head must be one of {self.HEADS}, got {head!r}")
         self.backbone = SpeechEmbedding()
