@@ -108,7 +108,7 @@ def frr_at(curve: pd.DataFrame, targets: Sequence[float] = TARGET_RATES) -> pd.D
 def det_figure(curves: pd.DataFrame) -> Figure:
     """Overall FRR against FA/h (log scale), one panel per SNR and channel, one line per model."""
     overall = curves[curves.keyword == ALL]
-    panels = sorted(set(zip(overall.snr_db, overall.channel)), key=lambda panel: (-panel[0], panel[1] != "none", panel[1]))
+    panels = sorted(set(zip(overall.snr_db, overall.channel)), key=lambda p: (-p[0], p[1] != "none", p[1]))
     figure = Figure(figsize=(4.5 * len(panels), 4), layout="constrained")
     for axes, (snr, channel) in zip(np.atleast_1d(figure.subplots(1, len(panels), sharey=True)), panels):
         shown = overall[(overall.snr_db == snr) & (overall.channel == channel)]
@@ -182,13 +182,15 @@ def store_thresholds(curves: pd.DataFrame, files: dict, fa_per_hour: float, snr_
     """Store beside each model the threshold of its fewest false rejects within `fa_per_hour` false
     accepts an hour at `snr_db` (`speechcls.thresholds`): `detect`'s default for it."""
     for spec, path in files.items():
-        curve = curves[(curves.model == str(spec)) & (curves.snr_db == snr_db) & (curves.channel == "none") & (curves.keyword == ALL)]
+        wideband = curves[(curves.channel == "none") & (curves.keyword == ALL)]
+        curve = wideband[(wideband.model == str(spec)) & (wideband.snr_db == snr_db)]
         point = operating_point(curve, fa_per_hour) if len(curve) else None
         if point is None:
             print(f"{spec}: no threshold keeps {fa_per_hour:g} false accepts an hour at {snr_db:g} dB; none stored")
             continue
         stored = store_threshold(path, point, fa_per_hour, snr_db)
-        print(f"{spec}: threshold {point.threshold:.4f} (FRR {point.frr:.3f} at {point.fa_per_hour:.2f} FA/h) -> {stored}")
+        operating = f"FRR {point.frr:.3f} at {point.fa_per_hour:.2f} FA/h"
+        print(f"{spec}: threshold {point.threshold:.4f} ({operating}) -> {stored}")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate_streams")

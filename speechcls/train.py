@@ -87,10 +87,8 @@ def train(cfg: DictConfig) -> float | None:
         metrics.update(test_accuracy_by_engine(trainer, module, datamodule))
     if datamodule.validation.folds is not None and "val" in datamodule.splits:
         write_out_of_fold(trainer, module, datamodule, best_path, Path(cfg.paths.output_dir))
-    splits = {
-        "validation": datamodule.validation_name(),
-        "test_data": test_split.name if test_split else ("none: no data.test_csv and no validation split" if cfg.test else None),
-    }
+    untested = "none: no data.test_csv and no validation split" if cfg.test else None
+    splits = {"validation": datamodule.validation_name(), "test_data": test_split.name if test_split else untested}
     log_hyperparameters(trainer, cfg, metrics, splits)
     report(cfg, trainer, metrics, best_path, splits, time.perf_counter() - started)
     # The best epoch's value when the checkpoint callback tracked it (not in fast_dev_run), else the last.
@@ -112,7 +110,9 @@ def test_accuracy_by_engine(trainer: L.Trainer, module: SpeechClassifier, datamo
     return metrics
 
 
-def log_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float], splits: dict[str, str | None]) -> None:
+def log_hyperparameters(
+    trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float], splits: dict[str, str | None]
+) -> None:
     """The resolved config with the final metrics in TensorBoard's HPARAMS tab, where sweep jobs compare.
 
     Paths, callbacks and loggers are run plumbing, left out to keep the columns readable. HPARAMS reads

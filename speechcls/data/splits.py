@@ -27,7 +27,7 @@ class ValidationSplit:
         if self.folds is not None and not (self.folds >= 2 and 0 <= self.fold < self.folds):
             raise ValueError(f"data.folds={self.folds}, data.fold={self.fold}: need folds >= 2 and 0 <= fold < folds")
         if self.folds is None and not 0 <= self.val_fraction < 1:
-            raise ValueError(f"data.val_fraction={self.val_fraction}: expected 0 (no validation) up to, not including, 1")
+            raise ValueError(f"data.val_fraction={self.val_fraction}: expected at least 0 (none) and less than 1")
 
     @property
     def name(self) -> str:
@@ -62,4 +62,6 @@ class ValidationSplit:
                 f"{held_out} to validation; clips per class: {shown} (change data.val_fraction, or set "
                 "data.val_fraction=0 to train on every clip)"
             )
-        return train_test_split(table, test_size=self.val_fraction, random_state=self.seed, stratify=table[TARGET_COLUMN])
+        return train_test_split(
+            table, test_size=self.val_fraction, random_state=self.seed, stratify=table[TARGET_COLUMN]
+        )
