@@ -128,6 +128,12 @@ def test_context_sets_frames_and_the_flatten_heads_width():
         assert net(features).shape == (2, 5)
 
 
+def test_another_front_end_is_refused_by_name(tmp_path):
+    module = module_of(tmp_path, "model=speech_embedding")  # the default front end: 64 mels
+    with pytest.raises(ValueError, match="features=speech_embedding_mel"):
+        module(torch.zeros(1, 16000))
+
+
 def module_of(tmp_path, *overrides):
     cfg = compose_train(tmp_path, "data=kaggle", "data.root=unused", *overrides)
     return build_module(cfg, TINY_CLASSES)

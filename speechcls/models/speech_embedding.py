@@ -160,6 +160,11 @@ class SpeechEmbeddingClassifier(nn.Module):
             self.head = nn.Linear(2 * hidden, num_classes)
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        if spectrogram.shape[-2] != N_MELS:
+            raise ValueError(
+                f"SpeechEmbeddingClassifier takes the {N_MELS}-bin log-mels of features=speech_embedding_mel, "
+                f"got {spectrogram.shape[-2]} bins"
+            )
         # (batch, 1, mels, frames) -> the backbone's (batch, 1, frames, mels) -> (batch, steps, 96)
         embeddings = self.backbone(spectrogram.transpose(-1, -2)).squeeze(-1).transpose(1, 2)
         if self.head_kind == "flatten":
