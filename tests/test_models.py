@@ -25,12 +25,6 @@ def test_model_config_builds_and_trains_on_log_mels(tmp_path, name):
     assert all(p.grad is not None for p in net.parameters())
 
 
-def test_the_speech_embedding_on_another_front_end_names_the_one_it_takes(tmp_path):
-    cfg = compose_train(tmp_path, "data=kaggle", "data.root=unused", "model=speech_embedding")
-    with pytest.raises(Exception, match="add features=speech_embedding_mel"):
-        instantiate(cfg.model, num_classes=5)
-
-
 def test_three_channel_config_feeds_the_tutorials_replicated_spectrogram(tmp_path):
     cfg = compose_train(tmp_path, "data=kaggle", "data.root=unused", "model=resnet18_3ch")
     model = instantiate(cfg.model, num_classes=5).eval()

@@ -130,6 +130,11 @@ def test_context_sets_frames_and_the_flatten_heads_width():
         assert net(features).shape == (2, 5)
 
 
+def test_another_front_end_is_refused_by_name(tmp_path):
+    with pytest.raises(Exception, match="features=speech_embedding_mel"):  # the default front end: 64 mels
+        module_of(tmp_path, "model=speech_embedding")
+
+
 def module_of(tmp_path, *overrides):
     cfg = compose_train(tmp_path, "data=kaggle", "data.root=unused", *overrides)
     return build_module(cfg, TINY_CLASSES)

