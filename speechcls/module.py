@@ -170,6 +170,7 @@ class SpeechClassifier(L.LightningModule):
         groups = [{**group, "params": [p for p in group["params"] if p.requires_grad]} for group in groups]
         return [group for group in [{"params": rest}, *groups] if group["params"]]
 
+
 def build_module(cfg: DictConfig, classes: list[str]) -> SpeechClassifier:
     """The LightningModule from the composed config, with plain-dict sub-configs for the checkpoint."""
     plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
