@@ -111,6 +111,13 @@ def ensemble_probabilities(
     return torch.stack([predict_probabilities(member, loader, trainer, tta_shifts) for member in members]).mean(0)
 
 
+def probability_table(probabilities: torch.Tensor, classes: Sequence[str], files: Sequence[str]) -> pd.DataFrame:
+    """One row a clip: its file and a column of probability per class (rounded to 6 decimals)."""
+    table = pd.DataFrame(probabilities.float().cpu().numpy(), columns=list(classes)).round(6)
+    table.insert(0, FILE_COLUMN, list(files))
+    return table
+
+
 def write_out_of_fold(trainer: L.Trainer, module: SpeechClassifier, datamodule, best_path: str, run_dir: Path) -> None:
     """The held-out fold's class probabilities by the run's best weights, one row a clip (OOF_FILE): a
     sweep over every fold predicts each clip of train.csv once, by the model that never trained on it."""
@@ -119,8 +126,7 @@ def write_out_of_fold(trainer: L.Trainer, module: SpeechClassifier, datamodule, 
     predicted = trainer.predict(module, dataloaders=loader, ckpt_path=best_path or None, weights_only=True)
     if not trainer.is_global_zero or predicted is None:
         return
-    table = pd.DataFrame(torch.cat(predicted).float().numpy(), columns=datamodule.classes).round(6)
-    table.insert(0, FILE_COLUMN, datamodule.file_names(validation))
+    table = probability_table(torch.cat(predicted), datamodule.classes, datamodule.file_names(validation))
     table.insert(1, TARGET_COLUMN, [datamodule.classes[label] for label in validation.labels])
     table.insert(2, "fold", datamodule.validation.fold)
     write_csv_atomically(table, run_dir / OOF_FILE)

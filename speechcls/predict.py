@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from speechcls.checkpoints import resolve_checkpoints
 from speechcls.config import CONFIG_DIR
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
-from speechcls.inference import ensemble_probabilities, load_ensemble, make_trainer
+from speechcls.inference import ensemble_probabilities, load_ensemble, make_trainer, probability_table
 from speechcls.submission import write_csv_atomically, write_submission
 
 
@@ -34,8 +34,7 @@ def predict(cfg: DictConfig) -> Path:
     output = write_submission(pd.DataFrame({FILE_COLUMN: files, TARGET_COLUMN: predicted}), cfg.output, sample, classes)
     print(f"submission: {output} ({len(files)} clips, {len(classes)} classes)")
     if cfg.save_probs:
-        table = pd.DataFrame(probabilities.numpy(), columns=classes).round(6)
-        table.insert(0, FILE_COLUMN, files)
+        table = probability_table(probabilities, classes, files)
         print(f"probabilities: {write_csv_atomically(table, output.with_name(f'{output.stem}_probs.csv'))}")
     return output
 
