@@ -87,13 +87,12 @@ def det_curve(
 
 
 def frr_at(curve: pd.DataFrame, targets: Sequence[float] = TARGET_RATES) -> pd.DataFrame:
-    """Per keyword, the lowest FRR (and its threshold) among the thresholds with FA/h at most each target;
-    where no threshold is that low, FRR 1 and no threshold (NaN)."""
+    """Per keyword, the lowest FRR (and its threshold) among the thresholds with FA/h at most each target
+    (`speechcls.thresholds.operating_point`); where no threshold is that low, FRR 1 and no threshold (NaN)."""
     rows = []
     for keyword, points in curve.groupby("keyword", sort=False):
         for target in targets:
-            allowed = points[points.fa_per_hour <= target]
-            best = allowed.loc[allowed.frr.idxmin()] if len(allowed) else None
+            best = operating_point(points, target)
             rows.append(
                 {
                     "keyword": keyword,
