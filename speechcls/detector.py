@@ -3,6 +3,7 @@ keyword probabilities, and detections where they reach a threshold (`speechcls.d
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -50,9 +51,18 @@ class Detector:
         self.classes = list(classes)
         self.keywords = [i for i, name in enumerate(self.classes) if name not in NEVER_FIRE]
         self.hop, self.window, self.sample_rate, self.batch_size = hop, window, sample_rate, batch_size
-        self.smooth_windows = max(1, round(smooth_seconds * sample_rate / hop))
+        self.smooth_windows = self._windows(smooth_seconds)
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         self.refractory_seconds = refractory_seconds
+
+    def _windows(self, seconds: float) -> int:
+        return max(1, round(seconds * self.sample_rate / self.hop))
+
+    def with_smoothing(self, seconds: float) -> Detector:
+        """This detector averaging over `seconds` instead: one set of posteriors scored several ways."""
+        other = copy.copy(self)
+        other.smooth_windows = self._windows(seconds)
+        return other
 
     def posteriors(self, blocks: Iterable[torch.Tensor], progress: Callable[[int], None] = lambda samples: None) -> Posteriors:
         """The windows' class probabilities over a recording given as consecutive 1-D blocks."""

@@ -20,6 +20,7 @@ FRR of the thresholds whose FA/h is at most the target. Writes into the run dire
 threshold's rates), det_curve.png (FRR against FA/h, one panel per SNR and channel, one line per model)
 and the same figures and FRRs to TensorBoard (tensorboard/). With `store_threshold`, each model's
 operating threshold for a target FA/h is stored beside it (`speechcls.thresholds`): `detect`'s default.
+`smooth_seconds` adds the DET lines of other smoothing windows, scored from the same posteriors.
 """
 
 from __future__ import annotations
@@ -136,6 +137,18 @@ def stream_clips(cfg: DictConfig) -> tuple[list[tuple[Path, str]], list[Path]]:
     return keywords, speech
 
 
+def smoothing_variants(model: str, detector: Detector, smooth_seconds: Sequence[float] | None) -> dict[str, Detector]:
+    """The detector and, for each of `smooth_seconds`, the same one averaging over that long, by DET
+    label: `model` for the detector as configured (the one whose threshold is stored), `model, smooth S s`
+    for the others. They score the same posteriors, so comparing them costs no extra model runs."""
+    variants = {model: detector}
+    for seconds in smooth_seconds or []:
+        variant = detector.with_smoothing(seconds)
+        if variant.smooth_windows != detector.smooth_windows:
+            variants[f"{model}, smooth {seconds:g} s"] = variant
+    return variants
+
+
 def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
     """Write the reports into `paths.output_dir`; returns the FRR table."""
     output_dir = Path(cfg.paths.output_dir)
@@ -153,8 +166,9 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
             seconds = stream.samples / detector.sample_rate
             with tqdm(total=seconds, desc=f"{spec} at {snr:g} dB, {channel}", bar_format=PROGRESS) as bar:
                 posteriors = detector.posteriors(stream.blocks(), lambda samples: bar.update(samples / detector.sample_rate))
-            curve = det_curve(lambda t: detector.detections(posteriors, t), stream.truth(), stream.negative_hours)
-            curves.append(curve.assign(model=str(spec), snr_db=snr, channel=channel))
+            for label, variant in smoothing_variants(str(spec), detector, cfg.smooth_seconds).items():
+                curve = det_curve(lambda t: variant.detections(posteriors, t), stream.truth(), stream.negative_hours)
+                curves.append(curve.assign(model=label, snr_db=snr, channel=channel))
     curves = pd.concat(curves, ignore_index=True)
     curves.to_csv(output_dir / "det.csv", index=False, float_format="%.5g")
     groups = curves.groupby(CONDITION, sort=False)

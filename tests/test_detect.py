@@ -91,6 +91,17 @@ def test_the_refractory_time_suppresses_repeats(tmp_path):
     assert_at_the_keywords(run(detector(refractory_seconds=1.0), path))
 
 
+def test_a_detector_with_other_smoothing_scores_the_same_posteriors_as_one_built_with_it():
+    probabilities = np.random.default_rng(0).dirichlet(np.ones(len(CLASSES)), size=40)
+    base = detector(smooth_seconds=0.4)
+    for seconds in (0.0, 0.2, 1.0):
+        np.testing.assert_array_equal(
+            base.with_smoothing(seconds).smoothed(probabilities), detector(smooth_seconds=seconds).smoothed(probabilities)
+        )
+    assert base.smooth_windows == detector(smooth_seconds=0.4).smooth_windows  # the original is unchanged
+    assert not np.array_equal(base.smoothed(probabilities), base.with_smoothing(0.0).smoothed(probabilities))
+
+
 def test_a_file_shorter_than_one_window(tmp_path):
     path = tmp_path / "short.wav"
     sf.write(path, bursts([(0.05, "go")], 0.5), SAMPLE_RATE)

@@ -131,12 +131,14 @@ def test_evaluate_streams_writes_the_tables_the_curve_and_tensorboard(tmp_path, 
     overrides = [
         f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / 'run'}", f"data.root={root}", "data.synthesizer=null",
         "data.cache=false", "data.silence_clips={train:2,val:1,test:1}", f"ckpt_path=['{model}','{model}:last']",
-        "snr_db=[10,0]", "channels=[none,phone-gsm]", "stream.hours=0.005",
+        "snr_db=[10,0]", "channels=[none,phone-gsm]", "stream.hours=0.005", "smooth_seconds=[0.13,0.4]",
     ]  # fmt: skip
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         table = evaluate_streams(compose("evaluate_streams", overrides))
-    # 2 models x 2 SNRs x 2 channels x (2 keywords + all) x 3 target rates.
-    assert len(table) == 2 * 2 * 2 * 3 * 3 and set(table.keyword) == {"yes", "go", "all"}
+    # 2 models, each also smoothed over one window (0.4 s is the detector's own), x 2 SNRs x 2 channels x
+    # (2 keywords + all) x 3 target rates.
+    assert set(table.model) == {str(model), f"{model}:last", f"{model}, smooth 0.13 s", f"{model}:last, smooth 0.13 s"}
+    assert len(table) == 4 * 2 * 2 * 3 * 3 and set(table.keyword) == {"yes", "go", "all"}
     assert set(table.channel) == {"none", "phone-gsm"}
     assert table.frr.between(0, 1).all()
     run = tmp_path / "run"
