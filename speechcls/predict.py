@@ -28,7 +28,7 @@ def predict(cfg: DictConfig) -> Path:
     datamodule = instantiate(cfg.data, classes=classes)
     probabilities = ensemble_probabilities(members, datamodule.predict_dataloader(), make_trainer(cfg), cfg.tta_shifts)
     # The submission is checked against the sample file itself, not against what the loader made of it.
-    sample = read_table(datamodule.root / datamodule.predict_csv, labelled=False)
+    sample = read_table(datamodule.root / datamodule.clip_table.predict_csv, labelled=False)
     files = sample[FILE_COLUMN]
     predicted = [classes[i] for i in probabilities.argmax(dim=1).tolist()]
     output = write_submission(pd.DataFrame({FILE_COLUMN: files, TARGET_COLUMN: predicted}), cfg.output, sample, classes)

@@ -1,7 +1,7 @@
 """The Kaggle "speech-command-classification" layout as a LightningDataModule.
 
 ROOT/train.csv (file_name,target), ROOT/audio_files/<file_name>, ROOT/sample_submission.csv (test files).
-The data module owns the seeded, stratified train/validation split and the sorted class list.
+The data module turns its `ClipTable` (which clips, which split) into datasets and loaders.
 """
 
 from __future__ import annotations
@@ -18,23 +18,13 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler, WeightedRandomS
 
 from speechcls.audio import CLIP_SECONDS, SAMPLE_RATE
 from speechcls.data.cache import WaveCache
+from speechcls.data.clip_table import ClipTable
 from speechcls.data.dataset import WaveformDataset
 from speechcls.data.device_batches import DeviceBatches
 from speechcls.data.file_checks import REPORT_NAME, AudioCheck
 from speechcls.data.splits import ValidationSplit
-from speechcls.data.tables import (
-    AUDIO_DIR,
-    FILE_COLUMN,
-    NOISE_DIR,
-    TARGET_COLUMN,
-    TableError,
-    check_labels,
-    line_numbers,
-    listed,
-    read_table,
-)
+from speechcls.data.tables import AUDIO_DIR, FILE_COLUMN, TARGET_COLUMN, check_labels
 from speechcls.data.twelve_class import CLASSES as TWELVE_CLASSES
-from speechcls.data.twelve_class import as_keywords, check_task, silence_table, twelve_class_table
 
 SPLITS = ("train", "val", "test")
 
@@ -55,13 +45,9 @@ class TestSplit:
 class SpeechDataModule(L.LightningDataModule):
     """`train.csv` split into training and validation clips (`speechcls.data.splits.ValidationSplit`: a
     stratified fraction, fold `fold` of `folds`, or none with `val_fraction=0`); test on `test_csv` if
-    given, else on the validation split (`test_split()` says which).
-
-    `task=12` makes it the 12-class task (`speechcls.data.twelve_class`): `unknown_clips` and
-    `silence_clips` map each split (train, val, test) to its number of `_unknown_` clips (null: all the
-    other words' clips) and of `_silence_` slices of ROOT/_background_noise_ (written under
-    `silence_dir`); `unknown_csv` (file_name,target,split with split train or test) adds clips of
-    words that are `_unknown_` only, kept out of the 35-word task.
+    given, else on the validation split (`test_split()` says which). Which clips are in which split
+    (`task`, `unknown_clips`, `silence_clips`, `silence_dir`, `unknown_csv`, `clips_per_class`) is the
+    `ClipTable`'s to say (`speechcls.data.clip_table`); the keyword arguments are the `data.*` config.
 
     `synthesizer` is an optional object with `ensure(root)` (the built-in synthetic set) that creates
     the folder when it is missing. `classes` fixes the class list labels are indexed by (a
@@ -73,9 +59,6 @@ class SpeechDataModule(L.LightningDataModule):
     be drawn as often as the largest one holds clips (`"largest"`: the large source's clips are seen as
     often as without balancing, and epochs are longer). Validation and test keep their clips as they are.
 
-    `clips_per_class` keeps that many clips of each class of `train_csv` (a seeded draw, before the split):
-    a small-data condition, or a learning curve, from any set.
-
     `cache` decodes each split once into a memory-mapped `WaveCache` under `cache_dir` (built in
     `prepare_data` for train and validation, on first use for the others). `on_device` (needs `cache`)
     holds the train and validation splits on the training device and draws the fitting batches there.
@@ -84,6 +67,8 @@ class SpeechDataModule(L.LightningDataModule):
     (`speechcls.data.file_checks`): `on_bad_file="error"` stops naming the first bad file, `"skip"` leaves
     bad files out and lists them in `report_dir`/bad_files.csv (default: the data root).
     """
+
+    CLIP_TABLE = ClipTable
 
     def __init__(
         self,
@@ -132,28 +117,37 @@ class SpeechDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
-        self.validation = ValidationSplit(val_fraction, folds, fold, seed)
         self.seed = seed
         self.sample_rate = sample_rate
         self.clip_samples = int(round(sample_rate * clip_seconds))
         self.audio_dir = self.root / audio_dir
-        self.train_csv = train_csv
-        self.predict_csv = predict_csv
-        self.test_csv = test_csv
+        self.clip_table = self.CLIP_TABLE(
+            root=self.root,
+            audio_dir=self.audio_dir,
+            audio_check=AudioCheck(on_bad_file, Path(report_dir or self.root) / REPORT_NAME),
+            validation=ValidationSplit(val_fraction, folds, fold, seed),
+            seed=seed,
+            sample_rate=sample_rate,
+            clip_samples=self.clip_samples,
+            train_csv=train_csv,
+            predict_csv=predict_csv,
+            test_csv=test_csv,
+            task=task,
+            unknown_clips=dict(unknown_clips or {}),
+            silence_clips=dict(silence_clips or {}),
+            silence_dir=Path(silence_dir) if silence_dir is not None else None,
+            unknown_csv=unknown_csv,
+            balance_by=balance_by,
+            clips_per_class=clips_per_class,
+        )
+        self.validation = self.clip_table.validation
+        self.task = task
         self.synthesizer = synthesizer
         self.classes: list[str] | None = list(classes) if classes is not None else None
         self.cache_dir = Path(cache_dir) if cache else None
         self.on_device = on_device
-        self.audio_check = AudioCheck(on_bad_file, Path(report_dir or self.root) / REPORT_NAME)
-        check_task(task, silence_clips or {}, silence_dir)
-        self.task = task
-        self.unknown_clips = dict(unknown_clips or {})
-        self.silence_clips = dict(silence_clips or {})
-        self.silence_dir = Path(silence_dir) if silence_dir is not None else None
-        self.unknown_csv = unknown_csv
         self.balance_by = balance_by
         self.balance_epoch = balance_epoch
-        self.clips_per_class = clips_per_class
         self.splits: dict[str, WaveformDataset] = {}
         self.table: pd.DataFrame | None = None  # every clip of the task with its split, made by setup
 
@@ -166,61 +160,13 @@ class SpeechDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
             return
-        table = self.clips()
-        if self.task == 12:
-            table = twelve_class_table(table, self.unknown_clips, self.seed)
-            silence = silence_table(
-                self.root / NOISE_DIR, self.silence_clips, self.seed, self.sample_rate, self.clip_samples,
-                self.silence_dir,
-            )  # fmt: skip
-            table = pd.concat([table, silence], ignore_index=True)
+        table = self.clip_table.rows()
         if self.classes is None:
             self.classes = TWELVE_CLASSES if self.task == 12 else sorted(table[TARGET_COLUMN].unique())
         self.table = table
         for split in SPLITS:
             if (table.split == split).any():
                 self.splits[split] = self._dataset(table[table.split == split], train=split == "train")
-
-    def clips(self) -> pd.DataFrame:
-        """Every clip (file_name, target, split): train.csv split into train and val; with the 12-class
-        task also the test split (test_csv) and unknown_csv's clips."""
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"data root {self.root} does not exist (set data.root to a Kaggle-layout folder)")
-        if not self.audio_dir.is_dir():
-            raise FileNotFoundError(f"audio folder {self.audio_dir} does not exist")
-        table = self.audio_check.usable(read_table(self.root / self.train_csv), self.audio_dir)
-        test = None
-        if self.task == 12:
-            extra = self.unknown_table()
-            table = pd.concat([table, extra[extra.split == "train"]], ignore_index=True)
-            if self.test_csv is not None:
-                test = self.audio_check.usable(read_table(self.root / self.test_csv), self.audio_dir)
-                test = pd.concat([test, extra[extra.split == "test"]], ignore_index=True).assign(split="test")
-        columns = [FILE_COLUMN, TARGET_COLUMN]
-        if self.balance_by is not None:
-            if self.balance_by not in table:
-                raise TableError(
-                    f"{self.root / self.train_csv}: data.balance_by={self.balance_by!r} needs that column; "
-                    f"found {list(table.columns)}"
-                )
-            columns.append(self.balance_by)
-        table = table[columns]
-        if self.clips_per_class is not None:
-            shuffled = table.sample(frac=1, random_state=self.seed)
-            table = shuffled.groupby(TARGET_COLUMN).head(self.clips_per_class).sort_index()
-        train_rows, val_rows = self.validation.split(table, str(self.root / self.train_csv))
-        return pd.concat([train_rows.assign(split="train"), val_rows.assign(split="val"), test], ignore_index=True)
-
-    def unknown_table(self) -> pd.DataFrame:
-        """unknown_csv's clips (file_name, target, split), none without it."""
-        if self.unknown_csv is None:
-            return pd.DataFrame(columns=[FILE_COLUMN, TARGET_COLUMN, "split"])
-        table = self.audio_check.usable(read_table(self.root / self.unknown_csv), self.audio_dir)
-        wrong = table.index[~table.split.isin(["train", "test"])] if "split" in table else table.index
-        if len(wrong):
-            lines = listed(list(line_numbers(wrong)))
-            raise TableError(f"{self.root / self.unknown_csv}: split must be train or test (line(s) {lines})")
-        return table[[FILE_COLUMN, TARGET_COLUMN, "split"]]
 
     def _dataset(self, table, train: bool = False, labelled: bool = True) -> WaveformDataset:
         paths = [self.audio_dir / name for name in table[FILE_COLUMN]]
@@ -236,25 +182,17 @@ class SpeechDataModule(L.LightningDataModule):
             paths, labels, train=train, sample_rate=self.sample_rate, length=self.clip_samples, cache=cache
         )
 
-    def labelled_table(self, csv: str | Path) -> pd.DataFrame:
-        """Any labelled CSV (file_name, target, ...; relative to the root or absolute) as usable rows, its
-        targets those of the task."""
-        table = self.audio_check.usable(read_table(self.root / csv), self.audio_dir)
-        if self.task == 12:
-            table[TARGET_COLUMN] = as_keywords(table[TARGET_COLUMN])
-        return table
-
     def validation_name(self) -> str:
-        """What the validation clips are (`ValidationSplit.name`), for run summaries."""
-        return self.validation.name
+        """What the validation clips are, for run summaries."""
+        return self.clip_table.validation_name()
 
     def test_split(self) -> TestSplit | None:
         """What the test/ metrics are of, for training and evaluation alike: the task's own test split
         (`test_csv`, with the 12-class task's drawn `_unknown_` and `_silence_` clips; a subclass's
         official list), or the validation split where there are no test labels; None without either."""
         self.setup()
-        if "test" not in self.splits and self.test_csv is not None:  # read on first use, not for fitting
-            rows = self.labelled_table(self.test_csv).assign(split="test")
+        if "test" not in self.splits and self.clip_table.test_csv is not None:  # read on first use, not for fitting
+            rows = self.clip_table.labelled(self.clip_table.test_csv).assign(split="test")
             self.table = pd.concat([self.table, rows], ignore_index=True)
             self.splits["test"] = self._dataset(rows)
         if "test" not in self.splits and "val" not in self.splits:
@@ -262,11 +200,7 @@ class SpeechDataModule(L.LightningDataModule):
         if "test" not in self.splits:
             rows = self.table[self.table.split == "val"]
             return TestSplit(self.splits["val"], rows, "the validation split (no data.test_csv)", is_validation=True)
-        return TestSplit(self.splits["test"], self.table[self.table.split == "test"], self.test_name())
-
-    def test_name(self) -> str:
-        """How reports name the test split (`test_split`)."""
-        return self.test_csv if self.task == 35 else f"{self.test_csv} as 12 classes, with _silence_ clips"
+        return TestSplit(self.splits["test"], self.table[self.table.split == "test"], self.clip_table.test_name())
 
     def file_names(self, dataset: WaveformDataset) -> list[str]:
         """The dataset's files as the tables name them: relative to the audio folder, or absolute (the
@@ -276,9 +210,8 @@ class SpeechDataModule(L.LightningDataModule):
             for path in dataset.paths
         ]
 
-    def predict_table(self):
-        needs = f"every row of {self.predict_csv} needs a prediction"
-        return self.audio_check.usable(read_table(self.root / self.predict_csv, labelled=False), self.audio_dir, needs)
+    def predict_table(self) -> pd.DataFrame:
+        return self.clip_table.predict_rows()
 
     def balanced_draws(self) -> tuple[torch.Tensor, int] | None:
         """Under `balance_by`: each training clip's drawing weight, 1 / the size of its group (clips the

@@ -1,4 +1,4 @@
-"""Speech Commands v0.02 as released, with its official split, as a SpeechDataModule.
+"""Speech Commands v0.02 as released, with its official split, as a ClipTable and a SpeechDataModule.
 
 ROOT/<word>/<file>.wav            one folder per word (35 in v0.02)
 ROOT/validation_list.txt          <word>/<file>.wav of the validation split, one per line
@@ -15,18 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from speechcls.data.clip_table import ClipTable
 from speechcls.data.datamodule import SpeechDataModule
 from speechcls.data.tables import FILE_COLUMN, NOISE_DIR, TARGET_COLUMN
 
 SPLIT_LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}  # train: every other clip
 
 
-class SpeechCommandsDataModule(SpeechDataModule):
-    """The official train/validation/test split of a Speech Commands v0.02 folder; the keyword
-    arguments are SpeechDataModule's (task, batch size, loaders, cache, seed)."""
-
-    def __init__(self, root: str | Path, audio_dir: str = "", **kwargs) -> None:
-        super().__init__(root, audio_dir=audio_dir, **kwargs)  # the word folders are in the root
+class SpeechCommandsClips(ClipTable):
+    """The clips of a Speech Commands v0.02 folder in their official train/validation/test split."""
 
     def clips(self) -> pd.DataFrame:
         """Every clip of the task: file_name (relative to the root, or absolute), target and split."""
@@ -58,6 +55,16 @@ class SpeechCommandsDataModule(SpeechDataModule):
 
     def test_name(self) -> str:
         return f"the official test list ({SPLIT_LISTS['test']})" + (" as 12 classes, with _silence_ clips" if self.task == 12 else "")
+
+
+class SpeechCommandsDataModule(SpeechDataModule):
+    """The official train/validation/test split of a Speech Commands v0.02 folder; the keyword
+    arguments are SpeechDataModule's (task, batch size, loaders, cache, seed)."""
+
+    CLIP_TABLE = SpeechCommandsClips
+
+    def __init__(self, root: str | Path, audio_dir: str = "", **kwargs) -> None:
+        super().__init__(root, audio_dir=audio_dir, **kwargs)  # the word folders are in the root
 
     def predict_table(self) -> pd.DataFrame:
         """The official test split's clips."""
