@@ -179,8 +179,9 @@ def out_of_fold(sweep_dir: Path, summary: Summary) -> list[str]:
     groups = right.groupby([table[key].astype(str) for key in keys]) if keys else right.groupby([0] * len(table))
     accuracy = groups.agg(["mean", "size"]).reset_index(drop=not keys)
     shown = accuracy.rename(columns={"mean": "out-of-fold accuracy", "size": "clips"})
+    shown["out-of-fold accuracy"] = shown["out-of-fold accuracy"].map("{:.4f}".format)  # clips stay integers
     caption = f"Every held-out fold's clips by the model that never trained on them ({OOF_FILE})."
-    return ["## Out-of-fold predictions", "", caption, "", shown.to_markdown(index=False, floatfmt=".4f"), ""]
+    return ["## Out-of-fold predictions", "", caption, "", shown.to_markdown(index=False, disable_numparse=True), ""]
 
 
 def statistic_columns(statistics: pd.DataFrame) -> tuple[list[str], list[str]]:

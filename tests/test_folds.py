@@ -114,6 +114,7 @@ def test_a_k_fold_sweep_predicts_every_clip_once_out_of_fold(tmp_path, kaggle_ro
     assert oof[TINY_CLASSES].sum(axis=1).round(4).eq(1).all()
     summary = (tmp_path / "sweep" / "summary.md").read_text()
     assert "Out-of-fold predictions" in summary and "Mean ± standard deviation over seeds and folds" in summary
+    assert f"| {len(train_csv)} " in summary  # the out-of-fold clip count, as an integer
     # The sweep directory is an ensemble of its folds' best checkpoints.
     cfg = compose_train(tmp_path, f"data.root={kaggle_root}", f"ckpt_path={tmp_path / 'sweep'}", config_name="predict")
     assert len(pd.read_csv(predict(cfg))) == len(pd.read_csv(kaggle_root / "sample_submission.csv"))
