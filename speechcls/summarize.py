@@ -104,12 +104,12 @@ def summarize(sweep_dir: str | Path, mode: str = "max") -> Summary:
 
 
 def seed_statistics(summary: Summary) -> pd.DataFrame:
-    """Mean and standard deviation over seeds of every metric, one row per group of jobs whose overrides
-    differ only in `seed` (a recipe on a data set, in the recipe study).
+    """Mean and standard deviation over replicates of every metric, one row per group of jobs whose
+    overrides differ only in `seed` or `data.fold` (a recipe on a data set, in the recipe study).
 
-    The standard deviation is the sample one (ddof 1, as `statistics.stdev`): NaN for a single seed.
-    Only finished jobs count: `seeds` is their number, `jobs` that of the group's jobs.
-    Columns: the grouping overrides, jobs, seeds, then `<metric> mean` and `<metric> std` per metric.
+    The standard deviation is the sample one (ddof 1, as `statistics.stdev`): NaN for a single job.
+    Only finished jobs count: `finished` is their number, `jobs` that of the group's jobs.
+    Columns: the grouping overrides, jobs, finished, then `<metric> mean` and `<metric> std` per metric.
     """
     table = summary.table
     keys = [key for key in summary.varied if key not in REPLICATES]
@@ -118,9 +118,9 @@ def seed_statistics(summary: Summary) -> pd.DataFrame:
         if column not in [*summary.varied, "epochs"] and pd.api.types.is_numeric_dtype(table[column])
     ]  # fmt: skip
     finished = table[metrics].where(table["status"] == "ok")  # a failed job's last values do not count
-    finished = finished.assign(jobs=1, seeds=(table["status"] == "ok").astype(int))
+    finished = finished.assign(jobs=1, finished=(table["status"] == "ok").astype(int))
     groups = finished.groupby([table[key].fillna("") for key in keys] if keys else [0] * len(table))
-    columns = {"jobs": groups["jobs"].sum(), "seeds": groups["seeds"].sum()}
+    columns = {"jobs": groups["jobs"].sum(), "finished": groups["finished"].sum()}
     for metric in metrics:
         columns[f"{metric} mean"] = groups[metric].mean()
         columns[f"{metric} std"] = groups[metric].std(ddof=1)
@@ -191,9 +191,9 @@ def statistic_columns(statistics: pd.DataFrame) -> tuple[list[str], list[str]]:
 
 
 def plus_minus_table(statistics: pd.DataFrame) -> pd.DataFrame:
-    """`mean ± std` strings: seconds to 0.1, other metrics to 4 decimals; the mean alone for one seed."""
+    """`mean ± std` strings: seconds to 0.1, other metrics to 4 decimals; the mean alone for one job."""
     keys, metrics = statistic_columns(statistics)
-    shown = statistics[[*keys, "jobs", "seeds"]].astype(str)
+    shown = statistics[[*keys, "jobs", "finished"]].astype(str)
     for metric in metrics:
         digits = 1 if metric in ("wall_time_s", EPOCH_TIME) else 4
         shown[metric] = [

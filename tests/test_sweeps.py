@@ -161,9 +161,9 @@ def test_seed_statistics_are_the_mean_and_sample_std_over_seeds_of_each_recipe_a
 
     summary = summarize.summarize(tmp_path)
     table = summarize.seed_statistics(summary)
-    assert list(table.columns[:4]) == ["experiment", "data", "jobs", "seeds"]
+    assert list(table.columns[:4]) == ["experiment", "data", "jobs", "finished"]
     assert list(zip(table.experiment, table.data)) == [("best", "small"), ("best", "voices"), ("rn18", "small"), ("rn18", "voices")]
-    assert list(table.jobs) == [3, 3, 3, 3] and list(table.seeds) == [3, 3, 1, 2]
+    assert list(table.jobs) == [3, 3, 3, 3] and list(table.finished) == [3, 3, 1, 2]
     for _, row in table.iterrows():
         seeds = values[(row.experiment, row.data)]
         for index, metric in enumerate(["test/f1", "test/f1/kokoro", "time/epoch_s"]):
