@@ -78,7 +78,7 @@ def test_the_study_multirun_ends_in_mean_and_std_over_seeds(tmp_path, kaggle_roo
     jobs = pd.read_csv(sweep / "summary.csv")
     assert sorted(jobs.seed) == [1, 2] and set(jobs.status) == {"ok"} and jobs["time/epoch_s"].gt(0).all()
     by_recipe = pd.read_csv(sweep / "summary_by_recipe.csv")
-    assert len(by_recipe) == 1 and (by_recipe.jobs[0], by_recipe.seeds[0]) == (2, 2)
+    assert len(by_recipe) == 1 and (by_recipe.jobs[0], by_recipe.finished[0]) == (2, 2)
     by_recipe = by_recipe.iloc[0]
     assert by_recipe["test/acc mean"] == pytest.approx(jobs["test/acc"].mean())
     assert by_recipe["test/acc std"] == pytest.approx(jobs["test/acc"].std(ddof=1))
