@@ -159,6 +159,7 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
     for spec, path in files.items():
         model, classes = load_model(path, cfg.channels_last)
         detector: Detector = instantiate(cfg.detector, model=model, classes=classes)
+        variants = smoothing_variants(str(spec), detector, cfg.smooth_seconds)
         for snr, channel in itertools.product(cfg.snr_db, cfg.channels):
             stream: KeywordStream = instantiate(
                 cfg.stream, keyword_clips=keywords, speech_clips=speech, snr_db=snr, channel=channel
@@ -166,8 +167,9 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
             seconds = stream.samples / detector.sample_rate
             with tqdm(total=seconds, desc=f"{spec} at {snr:g} dB, {channel}", bar_format=PROGRESS) as bar:
                 posteriors = detector.posteriors(stream.blocks(), lambda samples: bar.update(samples / detector.sample_rate))
-            for label, variant in smoothing_variants(str(spec), detector, cfg.smooth_seconds).items():
-                curve = det_curve(lambda t: variant.detections(posteriors, t), stream.truth(), stream.negative_hours)
+            truth = stream.truth()
+            for label, variant in variants.items():
+                curve = det_curve(lambda t: variant.detections(posteriors, t), truth, stream.negative_hours)
                 curves.append(curve.assign(model=label, snr_db=snr, channel=channel))
     curves = pd.concat(curves, ignore_index=True)
     curves.to_csv(output_dir / "det.csv", index=False, float_format="%.5g")

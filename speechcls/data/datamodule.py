@@ -140,16 +140,26 @@ class SpeechDataModule(L.LightningDataModule):
             balance_by=balance_by,
             clips_per_class=clips_per_class,
         )
-        self.validation = self.clip_table.validation
-        self.task = task
         self.synthesizer = synthesizer
         self.classes: list[str] | None = list(classes) if classes is not None else None
         self.cache_dir = Path(cache_dir) if cache else None
         self.on_device = on_device
-        self.balance_by = balance_by
         self.balance_epoch = balance_epoch
         self.splits: dict[str, WaveformDataset] = {}
         self.table: pd.DataFrame | None = None  # every clip of the task with its split, made by setup
+
+    # The clip table's settings, which the loaders and callers read too: kept there only.
+    @property
+    def task(self) -> int:
+        return self.clip_table.task
+
+    @property
+    def validation(self) -> ValidationSplit:
+        return self.clip_table.validation
+
+    @property
+    def balance_by(self) -> str | None:
+        return self.clip_table.balance_by
 
     def prepare_data(self) -> None:
         if self.synthesizer is not None:
