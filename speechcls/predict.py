@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from speechcls.checkpoints import resolve_checkpoints
 from speechcls.config import CONFIG_DIR
-from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN, read_table
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
 from speechcls.inference import ensemble_probabilities, load_ensemble, make_trainer, probability_table
 from speechcls.submission import write_csv_atomically, write_submission
 
@@ -27,8 +27,9 @@ def predict(cfg: DictConfig) -> Path:
     # No prepare_data: prediction reads a folder, it never generates one (data.root may be Kaggle's).
     datamodule = instantiate(cfg.data, classes=classes)
     probabilities = ensemble_probabilities(members, datamodule.predict_dataloader(), make_trainer(cfg), cfg.tta_shifts)
-    # The submission is checked against the sample file itself, not against what the loader made of it.
-    sample = read_table(datamodule.root / datamodule.clip_table.predict_csv, labelled=False)
+    # The rows the data module predicts (Kaggle: every row of sample_submission.csv, in its order, or a
+    # clear error; Speech Commands: the official test list): the submission must answer each once.
+    sample = datamodule.predict_table()
     files = sample[FILE_COLUMN]
     predicted = [classes[i] for i in probabilities.argmax(dim=1).tolist()]
     output = write_submission(pd.DataFrame({FILE_COLUMN: files, TARGET_COLUMN: predicted}), cfg.output, sample, classes)

@@ -3,6 +3,7 @@ import shutil
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 import torch
@@ -13,6 +14,7 @@ from speechcls.data.device_batches import DeviceBatches
 from speechcls.data.twelve_class import KEYWORDS as TWELVE_CLASS_WORDS
 from speechcls.data.twelve_class import SILENCE, UNKNOWN
 from speechcls.evaluate import evaluate
+from speechcls.predict import predict
 from speechcls.train import train
 
 # yes/no/up are keywords of the 12-class task, bed/cat are "unknown" words.
@@ -137,8 +139,8 @@ def test_a_broken_clip_is_named_before_training(tmp_path, speechcommands_root):
     assert "00000000_nohash_0.wav" in (tmp_path / "bad_files.csv").read_text()
 
 
-def test_train_and_evaluate_name_the_official_test_list(tmp_path, speechcommands_root):
-    # Both ask the data module what its test split is: the release's testing_list.txt, not the validation split.
+def test_train_evaluate_and_predict_use_the_official_test_list(tmp_path, speechcommands_root):
+    # All ask the data module what its test split is: the release's testing_list.txt, not the validation split.
     cfg = compose_train(
         tmp_path, "data=speechcommands", f"data.root={speechcommands_root}", "trainer.max_epochs=1",
         "logger=csv", "callbacks.last_checkpoint=null",
@@ -152,5 +154,13 @@ def test_train_and_evaluate_name_the_official_test_list(tmp_path, speechcommands
     )  # fmt: skip
     metrics = evaluate(cfg)
     assert metrics["clips"] == len((speechcommands_root / "testing_list.txt").read_text().split())
-    record = json.loads((tmp_path / "evaluate" / "run" / "metrics.json").read_text())
-    assert record["test_data"] == "checkpoint on the official test list (testing_list.txt)"
+    assert json.loads((tmp_path / "evaluate" / "run" / "metrics.json").read_text())["test_data"] == (
+        "checkpoint on the official test list (testing_list.txt)"
+    )
+    # The folder has no sample_submission.csv: prediction answers the official test list's clips.
+    cfg = compose_train(
+        tmp_path / "predict", "data=speechcommands", f"data.root={speechcommands_root}",
+        f"ckpt_path={record['best_checkpoint']}", f"output={tmp_path / 'submission.csv'}", config_name="predict",
+    )  # fmt: skip
+    submission = pd.read_csv(predict(cfg))
+    assert sorted(submission.file_name) == sorted((speechcommands_root / "testing_list.txt").read_text().split())
