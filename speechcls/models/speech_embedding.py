@@ -123,7 +123,7 @@ class SpeechEmbeddingClassifier(nn.Module):
         self,
         num_classes: int,
         freeze: bool = True,
-        backbone_lr_scale: float = 0.1,
+        backbone_lr_scale: float = 0.03,
         head: str = "flatten",
         hidden: int = 256,
         dropout: float = 0.2,
