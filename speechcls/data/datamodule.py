@@ -147,6 +147,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.balance_epoch = balance_epoch
         self.splits: dict[str, WaveformDataset] = {}
         self.table: pd.DataFrame | None = None  # every clip of the task with its split, made by setup
+        self.predict_rows: pd.DataFrame | None = None  # the clips to predict, checked once (predict_table)
 
     # The clip table's settings, which the loaders and callers read too: kept there only.
     @property
@@ -221,7 +222,11 @@ class SpeechDataModule(L.LightningDataModule):
         ]
 
     def predict_table(self) -> pd.DataFrame:
-        return self.clip_table.predict_rows()
+        # Prediction builds its loader from these rows and checks the submission against them: every file
+        # is opened by the check once, not once for each.
+        if self.predict_rows is None:
+            self.predict_rows = self.clip_table.predict_rows()
+        return self.predict_rows
 
     def balanced_draws(self) -> tuple[torch.Tensor, int] | None:
         """Under `balance_by`: each training clip's drawing weight, 1 / the size of its group (clips the
