@@ -43,14 +43,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         results, classes = score_submission(cfg)
         source = f"submission {cfg.submission}"
     else:
-        results, classes, tested_on = run_model(cfg)
-        source = f"checkpoint on {tested_on}"
+        results, classes, source = run_model(cfg)
     return write_reports(results, classes, Path(cfg.paths.output_dir), source)
 
 
 def run_model(cfg: DictConfig) -> tuple[pd.DataFrame, list[str], str]:
-    """Predictions of the checkpoint on the data module's test split, with their confidence, the
-    checkpoint's classes and the split's name."""
+    """Predictions of the checkpoint (or the ensemble's mean) on the data module's test split, with their
+    confidence, the checkpoint's classes and what was tested on what, for the reports."""
     checkpoints = resolve_checkpoints(cfg.ckpt_path, cfg.runs_dir)
     members = load_ensemble(checkpoints, cfg.channels_last)
     classes = members[0].classes
@@ -63,7 +62,8 @@ def run_model(cfg: DictConfig) -> tuple[pd.DataFrame, list[str], str]:
         for checkpoint in checkpoints:
             warn_if_split_differs(cfg, checkpoint)
     probabilities = ensemble_probabilities(members, datamodule.test_dataloader(), make_trainer(cfg), cfg.tta_shifts)
-    return results_of_test_split(datamodule, probabilities), classes, split.name
+    model = "checkpoint" if len(members) == 1 else f"ensemble of {len(members)} checkpoints"
+    return results_of_test_split(datamodule, probabilities), classes, f"{model} on {split.name}"
 
 
 def score_submission(cfg: DictConfig) -> tuple[pd.DataFrame, list[str]]:

@@ -64,6 +64,13 @@ def test_checkpoint_on_the_validation_split(tmp_path, kaggle_root, tiny_run):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test_data"] == "checkpoint on the validation split (no data.test_csv)"
 
 
+def test_an_ensemble_says_so_in_its_reports(tmp_path, kaggle_root, tiny_run):
+    cfg = compose_evaluate(tmp_path, "data=kaggle", f"data.root={kaggle_root}", f"ckpt_path=[{tiny_run},{tiny_run}]")
+    evaluate(cfg)
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["test_data"] == "ensemble of 2 checkpoints on the validation split (no data.test_csv)"
+
+
 def test_unknown_label_in_the_labels_csv_is_named(tmp_path, kaggle_root, tiny_run):
     labels = pd.DataFrame({"file_name": ["test_0.wav", "test_1.wav"], "target": ["go", "yes"]})
     labels.to_csv(tmp_path / "labels.csv", index=False)
