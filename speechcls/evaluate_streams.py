@@ -17,7 +17,9 @@ the detections at every threshold of a grid against the streams' ground truth:
 Per keyword the rates count that word's clips and false accepts. The FRR at a target FA/h is the lowest
 FRR of the thresholds whose FA/h is at most the target. Writes into the run directory kws_metrics.csv
 (FRR at 0.5, 1 and 5 FA/h per model, SNR, channel and keyword, with the threshold), det.csv (every
-threshold's rates), det_curve.png (FRR against FA/h, one panel per SNR and channel, one line per model)
+threshold's rates), false_accepts.csv (each model's false accepts at its overall thresholds for those
+rates, with what the stream held under each: a keyword of another word, `_unknown_` speech and the word it
+says, or noise only), det_curve.png (FRR against FA/h, one panel per SNR and channel, one line per model)
 and the same figures and FRRs to TensorBoard (tensorboard/). With `store_threshold`, each model's
 operating threshold for a target FA/h is stored beside it (`speechcls.thresholds`): `detect`'s default.
 `smooth_seconds` adds the DET lines of other smoothing windows, scored from the same posteriors.
@@ -39,7 +41,8 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from speechcls.config import CONFIG_DIR
-from speechcls.data.twelve_class import KEYWORDS, UNKNOWN
+from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
+from speechcls.data.twelve_class import KEYWORDS, UNKNOWN, WORD_COLUMN
 from speechcls.detector import PROGRESS, Detector
 from speechcls.inference import load_model, model_file
 from speechcls.streams import KeywordStream
@@ -49,23 +52,31 @@ ALL = "all"
 # What a DET curve is of: a model on the streams of one SNR heard through one channel.
 CONDITION = ["model", "snr_db", "channel"]
 TARGET_RATES = (0.5, 1.0, 5.0)
+FALSE_ACCEPT_COLUMNS = [*CONDITION, "fa_per_hour_target", "threshold", "start", "end", "word", "score", "heard", "heard_word", "heard_file"]
 # From 0.05 up to 1 - 1e-4, ever closer to 1, where the low false-accept rates are.
 THRESHOLDS = 1.0 - np.geomspace(0.95, 1e-4, 60)
+
+
+def matching_clips(detections: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
+    """Per detection, the row of `truth` (keyword clips sorted by start, never two in one window) that it
+    overlaps with its word, or -1: a false accept."""
+    if not len(truth):
+        return np.full(len(detections), -1)
+    starts, ends, words = truth.start.to_numpy(), truth.end.to_numpy(), truth.word.to_numpy()
+    index = np.searchsorted(starts, detections.end.to_numpy(), side="left") - 1  # the last clip starting before
+    clip = np.maximum(index, 0)
+    matches = (index >= 0) & (ends[clip] > detections.start.to_numpy()) & (words[clip] == detections.word.to_numpy())
+    return np.where(matches, clip, -1)
 
 
 def rates(detections: pd.DataFrame, truth: pd.DataFrame, negative_hours: float) -> pd.DataFrame:
     """Clips, misses, false accepts, FRR and FA/h of `detections` (start, end, word) against `truth`
     (start, end, word of keyword clips that never overlap one window together), per word and overall."""
     truth = truth.sort_values("start", ignore_index=True)
-    detections = detections.reset_index(drop=True)
-    starts, ends, words = truth.start.to_numpy(), truth.end.to_numpy(), truth.word.to_numpy()
-    index = np.searchsorted(starts, detections.end.to_numpy(), side="left") - 1  # the last clip starting before
-    clip = np.maximum(index, 0)
-    overlaps = (index >= 0) & (ends[clip] > detections.start.to_numpy()) if len(truth) else np.zeros(len(detections), bool)
-    matches = overlaps & (words[clip] == detections.word.to_numpy()) if len(truth) else overlaps
+    clip = matching_clips(detections, truth)
     hit = np.zeros(len(truth), dtype=bool)
-    hit[clip[matches]] = True
-    false_words = detections.word[~matches]
+    hit[clip[clip >= 0]] = True
+    words, false_words = truth.word.to_numpy(), detections.word[clip < 0]
     rows = []
     for word in [*sorted(set(words)), ALL]:
         mine = np.ones(len(truth), bool) if word == ALL else words == word
@@ -124,17 +135,54 @@ def det_figure(curves: pd.DataFrame) -> Figure:
     return figure
 
 
-def stream_clips(cfg: DictConfig) -> tuple[list[tuple[Path, str]], list[Path]]:
-    """The held-out test clips of the 12-class task: (path, word) of the keywords, paths of `_unknown_`."""
+def stream_clips(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The held-out test clips of the 12-class task (path, file_name, target, word): the keywords, and
+    the `_unknown_` speech."""
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     test = datamodule.test_split()
     if datamodule.task != 12 or test is None or test.is_validation:
         raise ValueError("the streams are made of the 12-class task's test split: set data.task=12 and data.test_csv")
-    words = [datamodule.classes[label] for label in test.dataset.labels]
-    keywords = [(path, word) for path, word in zip(test.dataset.paths, words) if word in KEYWORDS]
-    speech = [path for path, word in zip(test.dataset.paths, words) if word == UNKNOWN]
-    return keywords, speech
+    clips = pd.DataFrame(
+        {
+            "path": test.dataset.paths,
+            FILE_COLUMN: datamodule.file_names(test.dataset),
+            TARGET_COLUMN: [datamodule.classes[label] for label in test.dataset.labels],
+            WORD_COLUMN: test.table[WORD_COLUMN].to_numpy(),
+        }
+    )
+    return clips[clips[TARGET_COLUMN].isin(KEYWORDS)], clips[clips[TARGET_COLUMN] == UNKNOWN]
+
+
+def false_accepts(
+    detections_at: Callable[[float], pd.DataFrame],
+    curve: pd.DataFrame,
+    stream: KeywordStream,
+    clips: dict[str, pd.DataFrame],
+    targets: Sequence[float] = TARGET_RATES,
+) -> pd.DataFrame:
+    """The false accepts at the threshold of each target rate (`curve`'s overall operating point), with
+    what the stream held under each: `heard` (keyword, speech or noise) and the word and file_name of
+    that clip (rows of `clips[heard]`, in the order the stream was given them)."""
+    truth, tables = stream.truth(), []
+    for target in targets:
+        point = operating_point(curve[curve.keyword == ALL], target)
+        if point is None:
+            continue
+        detections = detections_at(point.threshold)
+        false = detections[matching_clips(detections, truth) < 0].reset_index(drop=True)
+        under = stream.under(false.start.to_numpy(), false.end.to_numpy())
+        heard = [clips[kind].iloc[clip] if clip >= 0 else None for kind, clip in zip(under.heard, under.clip_row)]
+        tables.append(
+            false.assign(
+                fa_per_hour_target=target,
+                threshold=point.threshold,
+                heard=under.heard,
+                heard_word=[clip[WORD_COLUMN] if clip is not None else "" for clip in heard],
+                heard_file=[clip[FILE_COLUMN] if clip is not None else "" for clip in heard],
+            )
+        )
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=FALSE_ACCEPT_COLUMNS)
 
 
 def smoothing_variants(model: str, detector: Detector, smooth_seconds: Sequence[float] | None) -> dict[str, Detector]:
@@ -154,7 +202,8 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     keywords, speech = stream_clips(cfg)
-    curves = []
+    clips = {"keyword": keywords, "speech": speech}
+    curves, false = [], []
     files = {spec: model_file(spec, cfg.runs_dir) for spec in cfg.ckpt_path}
     for spec, path in files.items():
         model, classes = load_model(path, cfg.channels_last)
@@ -162,15 +211,22 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
         variants = smoothing_variants(str(spec), detector, cfg.smooth_seconds)
         for snr, channel in itertools.product(cfg.snr_db, cfg.channels):
             stream: KeywordStream = instantiate(
-                cfg.stream, keyword_clips=keywords, speech_clips=speech, snr_db=snr, channel=channel
+                cfg.stream,
+                keyword_clips=list(zip(keywords.path, keywords[TARGET_COLUMN])),
+                speech_clips=speech.path.tolist(),
+                snr_db=snr,
+                channel=channel,
             )
             seconds = stream.samples / detector.sample_rate
             with tqdm(total=seconds, desc=f"{spec} at {snr:g} dB, {channel}", bar_format=PROGRESS) as bar:
                 posteriors = detector.posteriors(stream.blocks(), lambda samples: bar.update(samples / detector.sample_rate))
             truth = stream.truth()
             for label, variant in variants.items():
-                curve = det_curve(lambda t: variant.detections(posteriors, t), truth, stream.negative_hours)
+                detections_at = lambda t, variant=variant: variant.detections(posteriors, t)  # noqa: E731
+                curve = det_curve(detections_at, truth, stream.negative_hours)
                 curves.append(curve.assign(model=label, snr_db=snr, channel=channel))
+                if variant is detector:
+                    false.append(false_accepts(detections_at, curve, stream, clips).assign(model=label, snr_db=snr, channel=channel))
     curves = pd.concat(curves, ignore_index=True)
     curves.to_csv(output_dir / "det.csv", index=False, float_format="%.5g")
     groups = curves.groupby(CONDITION, sort=False)
@@ -178,6 +234,8 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
         [frr_at(points).assign(**dict(zip(CONDITION, key))) for key, points in groups], ignore_index=True
     )[[*CONDITION, "keyword", "fa_per_hour_target", "frr", "threshold"]]
     table.to_csv(output_dir / "kws_metrics.csv", index=False, float_format="%.4f")
+    false = pd.concat(false, ignore_index=True)[FALSE_ACCEPT_COLUMNS]
+    false.to_csv(output_dir / "false_accepts.csv", index=False, float_format="%.4f")
     if cfg.store_threshold:
         store_thresholds(curves, files, **cfg.store_threshold)
     figure = det_figure(curves)
@@ -189,6 +247,9 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
             writer.add_scalar(name, row.frr)
     overall = table[table.keyword == ALL].pivot(index=CONDITION, columns="fa_per_hour_target", values="frr")
     print(f"\nfalse-reject rate at false accepts per hour ({len(keywords)} keyword clips per stream)\n{overall.to_string()}")
+    if len(false):
+        heard = false.groupby([*CONDITION, "fa_per_hour_target"]).heard.value_counts().unstack(fill_value=0)
+        print(f"\nfalse accepts at each target's threshold by what the stream held under them\n{heard.to_string()}")
     print(f"reports: {output_dir}")
     return table
 

@@ -30,6 +30,7 @@ import torch
 from speechcls.audio import CLIP_SAMPLES, SAMPLE_RATE, coloured, load_clip
 
 KEYWORD, SPEECH, NOISE = 0, 1, 2
+KIND_NAMES = ("keyword", "speech", "noise")
 TRUTH_COLUMNS = ["start", "end", "word"]
 
 
@@ -91,6 +92,18 @@ class KeywordStream:
         starts = (slots * self.slot + self.offset[slots]) / SAMPLE_RATE
         words = [self.words[i] for i in self.clip[slots]]
         return pd.DataFrame({"start": starts, "end": starts + CLIP_SAMPLES / SAMPLE_RATE, "word": words})
+
+    def under(self, starts: np.ndarray, ends: np.ndarray) -> pd.DataFrame:
+        """What lies under each window [start, end) (seconds): `heard`, the kind of clip it overlaps
+        (keyword or speech; noise where it overlaps none), and `clip_row`, that clip's row in
+        `keyword_clips` or `speech_clips` (-1 for noise). Clips lie 1 s or more apart, so the slot of a
+        window's middle holds the only clip it can overlap."""
+        starts, ends = np.asarray(starts) * SAMPLE_RATE, np.asarray(ends) * SAMPLE_RATE
+        slot = np.clip(((starts + ends) / 2 // self.slot).astype(int), 0, len(self.kind) - 1)
+        clip_start = slot * self.slot + self.offset[slot]
+        overlaps = (self.kind[slot] != NOISE) & (clip_start < ends) & (clip_start + CLIP_SAMPLES > starts)
+        kind = np.where(overlaps, self.kind[slot], NOISE)
+        return pd.DataFrame({"heard": np.array(KIND_NAMES)[kind], "clip_row": np.where(overlaps, self.clip[slot], -1)})
 
     def blocks(self) -> Iterator[torch.Tensor]:
         """The stream's audio, `block_slots` slots at a time."""

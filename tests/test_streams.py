@@ -13,8 +13,8 @@ from test_detect import CLASSES, ToneClassifier, bursts
 
 from speechcls.audio import SAMPLE_RATE
 from speechcls.detector import Detector
-from speechcls.evaluate_streams import det_curve, evaluate_streams, frr_at, rates
-from speechcls.streams import KeywordStream
+from speechcls.evaluate_streams import FALSE_ACCEPT_COLUMNS, det_curve, evaluate_streams, false_accepts, frr_at, rates
+from speechcls.streams import SPEECH, KeywordStream
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.thresholds import operating_point, threshold_file
 from speechcls.synth.speech_set import SyntheticSpeechSet
@@ -66,6 +66,43 @@ def test_streams_are_deterministic_and_snr_changes_only_the_clips_level(tone_cli
     assert not changed[~in_clip].any()  # the same noise everywhere else
     for start in stream.truth().start:
         assert changed[round(start * SAMPLE_RATE) : round(start * SAMPLE_RATE) + SAMPLE_RATE].any()
+
+
+class MishearingToneClassifier(ToneClassifier):
+    """Hears the `_unknown_` tone as go, go's as yes and yes's as `_unknown_`."""
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return super().forward(wave)[:, [0, 3, 1, 2]]  # CLASSES: _silence_, _unknown_, go, yes
+
+
+def test_false_accepts_name_what_the_stream_held_under_them(tone_clips):
+    keywords, speech = tone_clips
+    stream = KeywordStream(keywords, speech, snr_db=20.0, hours=0.02, block_slots=4, seed=3)
+    detector = Detector(MishearingToneClassifier(), CLASSES, hop=1024)
+    posteriors = detector.posteriors(stream.blocks())
+    detections_at = lambda threshold: detector.detections(posteriors, threshold)  # noqa: E731
+    curve = det_curve(detections_at, stream.truth(), stream.negative_hours)
+    said = [f"other{i}" for i in range(len(speech))]
+    clips = {
+        "keyword": pd.DataFrame({"word": [word for _, word in keywords], "file_name": [p.name for p, _ in keywords]}),
+        "speech": pd.DataFrame({"word": said, "file_name": [path.name for path in speech]}),
+    }
+    false = false_accepts(detections_at, curve, stream, clips, targets=[1e6]).set_index("heard")
+    # Every go clip is heard as yes, every speech clip as go (at a threshold this low, some twice); noise
+    # and yes clips never fire.
+    on_keywords, on_speech = false.loc[["keyword"]], false.loc[["speech"]]
+    assert set(on_keywords.heard_file) == {path.name for path, word in keywords if word == "go"}
+    assert set(on_keywords.heard_word) == {"go"} and set(on_keywords.word) == {"yes"}
+    assert set(on_speech.heard_file) == {speech[clip].name for clip in stream.clip[stream.kind == SPEECH]}
+    assert set(on_speech.word) == {"go"}
+    said_in = dict(zip(clips["speech"].file_name, said))
+    assert [said_in[name] for name in on_speech.heard_file] == on_speech.heard_word.tolist()
+    assert set(false.index) == {"keyword", "speech"}
+    # A window in a noise-only slot, or beside the clip of a speech slot, lies over noise.
+    noise_slot, speech_slot = np.flatnonzero(stream.kind == 2)[0], np.flatnonzero(stream.kind == SPEECH)[0]
+    starts = np.array([noise_slot, speech_slot]) * stream.slot / SAMPLE_RATE
+    under = stream.under(starts, starts + 0.45)  # clips lie 0.5 s or more from their slot's start
+    assert under.heard.tolist() == ["noise", "noise"] and under.clip_row.tolist() == [-1, -1]
 
 
 @pytest.mark.parametrize("channel", ["phone-gsm", "phone-mp3-v9.0"])
@@ -143,6 +180,7 @@ def test_evaluate_streams_writes_the_tables_the_curve_and_tensorboard(tmp_path, 
     assert table.frr.between(0, 1).all()
     run = tmp_path / "run"
     assert (run / "det_curve.png").stat().st_size > 0 and list((run / "tensorboard").glob("events.*"))
+    assert list(pd.read_csv(run / "false_accepts.csv").columns) == FALSE_ACCEPT_COLUMNS
     curves = pd.read_csv(run / "det.csv")
     assert set(curves.snr_db) == {10, 0} and set(curves.channel) == {"none", "phone-gsm"}
     # Each model's threshold for 1 false accept an hour at 10 dB is stored beside it.

@@ -224,6 +224,10 @@ def test_twelve_class_task_on_the_built_in_set(tmp_path, twelve_class_root, monk
     assert counts["test"] == {"yes": 2, "no": 2, UNKNOWN: 5, SILENCE: 3}
     assert unknown_words["train"] == {"bed", "cat", "apple", "water"}
     assert unknown_words["test"] <= {"bed", "cat", "apple", "water"}
+    # The table keeps the word each clip says beside its 12-class target (the false-accept report's words).
+    said = datamodule.table.dropna(subset=["word"])
+    assert said.word.tolist() == [words[Path(name).name] for name in said.file_name]
+    assert set(said.target[~said.word.isin(KEYWORDS)]) == {UNKNOWN} and len(said) == (datamodule.table.target != SILENCE).sum()
     val = datamodule.splits["val"]
     silence = [path for path, label in zip(val.paths, val.labels) if label == datamodule.classes.index(SILENCE)]
     assert all(path.is_file() and path.is_relative_to(tmp_path / "silence") for path in silence)

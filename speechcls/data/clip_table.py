@@ -107,9 +107,7 @@ class ClipTable:
         """Any labelled CSV (file_name, target, ...; relative to the root or absolute) as usable rows, its
         targets those of the task."""
         table = self.audio_check.usable(read_table(self.root / csv), self.audio_dir)
-        if self.task == 12:
-            table[TARGET_COLUMN] = as_keywords(table[TARGET_COLUMN])
-        return table
+        return as_keywords(table) if self.task == 12 else table
 
     def predict_rows(self) -> pd.DataFrame:
         needs = f"every row of {self.predict_csv} needs a prediction"

@@ -26,6 +26,9 @@ UNKNOWN = "_unknown_"
 SILENCE = "_silence_"
 CLASSES = sorted([*KEYWORDS, UNKNOWN, SILENCE])
 TASKS = (35, 12)
+# The word a 12-class clip says (its 35-class target), kept beside the task's target: which `_unknown_`
+# words a detector fires on is worth knowing.
+WORD_COLUMN = "word"
 # Fractions of each noise recording that each split's silence is sliced from.
 NOISE_STRETCHES = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
 
@@ -37,15 +40,17 @@ def check_task(task: int, silence_clips: Mapping[str, int], silence_dir: str | P
         raise ValueError("the 12-class task's silence clips need a silence_dir to be written to")
 
 
-def as_keywords(targets: pd.Series) -> pd.Series:
-    """Targets of the 12-class task: every word that is not a keyword (or silence) becomes `_unknown_`."""
-    return targets.where(targets.isin([*KEYWORDS, SILENCE]), UNKNOWN)
+def as_keywords(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with the 12-class task's targets (every word that is not a keyword, or silence, becomes
+    `_unknown_`), each clip's word kept in `WORD_COLUMN`."""
+    words = table[TARGET_COLUMN]
+    return table.assign(**{WORD_COLUMN: words, TARGET_COLUMN: words.where(words.isin([*KEYWORDS, SILENCE]), UNKNOWN)})
 
 
 def twelve_class_table(table: pd.DataFrame, unknown_clips: Mapping[str, int | None], seed: int) -> pd.DataFrame:
     """`table` (file_name, target, split) with other words as `_unknown_`, of which each split keeps
     `unknown_clips[split]` drawn with `seed` (null or missing: all of them)."""
-    table = table.assign(**{TARGET_COLUMN: as_keywords(table[TARGET_COLUMN])})
+    table = as_keywords(table)
     keep = []
     for split in table.split.unique():
         unknown = table[(table.split == split) & (table[TARGET_COLUMN] == UNKNOWN)]
