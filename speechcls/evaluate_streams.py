@@ -27,6 +27,7 @@ operating threshold for a target FA/h is stored beside it (`speechcls.thresholds
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -52,7 +53,9 @@ ALL = "all"
 # What a DET curve is of: a model on the streams of one SNR heard through one channel.
 CONDITION = ["model", "snr_db", "channel"]
 TARGET_RATES = (0.5, 1.0, 5.0)
-FALSE_ACCEPT_COLUMNS = [*CONDITION, "fa_per_hour_target", "threshold", "start", "end", "word", "score", "heard", "heard_word", "heard_file"]
+FALSE_ACCEPT_COLUMNS = [
+    *CONDITION, "fa_per_hour_target", "threshold", "start", "end", "word", "score", "heard", "heard_word", "heard_file"
+]
 # From 0.05 up to 1 - 1e-4, ever closer to 1, where the low false-accept rates are.
 THRESHOLDS = 1.0 - np.geomspace(0.95, 1e-4, 60)
 
@@ -222,11 +225,12 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
                 posteriors = detector.posteriors(stream.blocks(), lambda samples: bar.update(samples / detector.sample_rate))
             truth = stream.truth()
             for label, variant in variants.items():
-                detections_at = lambda t, variant=variant: variant.detections(posteriors, t)  # noqa: E731
+                detections_at = functools.partial(variant.detections, posteriors)
                 curve = det_curve(detections_at, truth, stream.negative_hours)
                 curves.append(curve.assign(model=label, snr_db=snr, channel=channel))
                 if variant is detector:
-                    false.append(false_accepts(detections_at, curve, stream, clips).assign(model=label, snr_db=snr, channel=channel))
+                    heard = false_accepts(detections_at, curve, stream, clips)
+                    false.append(heard.assign(model=label, snr_db=snr, channel=channel))
     curves = pd.concat(curves, ignore_index=True)
     curves.to_csv(output_dir / "det.csv", index=False, float_format="%.5g")
     groups = curves.groupby(CONDITION, sort=False)
