@@ -15,7 +15,7 @@ from test_detect import CLASSES, ToneClassifier, bursts
 from speechcls.audio import SAMPLE_RATE
 from speechcls.detector import Detector
 from speechcls.evaluate_streams import FALSE_ACCEPT_COLUMNS, det_curve, evaluate_streams, false_accepts, frr_at, rates
-from speechcls.streams import SPEECH, KeywordStream
+from speechcls.streams import NOISE, SPEECH, KeywordStream
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.thresholds import operating_point, threshold_file
 from speechcls.synth.speech_set import SyntheticSpeechSet
@@ -100,7 +100,7 @@ def test_false_accepts_name_what_the_stream_held_under_them(tone_clips):
     assert [said_in[name] for name in on_speech.heard_file] == on_speech.heard_word.tolist()
     assert set(false.index) == {"keyword", "speech"}
     # A window in a noise-only slot, or beside the clip of a speech slot, lies over noise.
-    noise_slot, speech_slot = np.flatnonzero(stream.kind == 2)[0], np.flatnonzero(stream.kind == SPEECH)[0]
+    noise_slot, speech_slot = np.flatnonzero(stream.kind == NOISE)[0], np.flatnonzero(stream.kind == SPEECH)[0]
     starts = np.array([noise_slot, speech_slot]) * stream.slot / SAMPLE_RATE
     under = stream.under(starts, starts + 0.45)  # clips lie 0.5 s or more from their slot's start
     assert under.heard.tolist() == ["noise", "noise"] and under.clip_row.tolist() == [-1, -1]
