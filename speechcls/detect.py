@@ -3,9 +3,9 @@
 The clip classifier slides over the audio: a window of the clip length every `hop` samples (the last
 one reaching past the end, zero-filled; a file shorter than a window is one window placed as
 prediction places a short clip), in batches. Each keyword's probability is averaged over the last
-`smooth_seconds` of windows; a detection fires where the best keyword's smoothed probability reaches
-`threshold`, unless another one fired less than `refractory_seconds` before. `_unknown_` and
-`_silence_` never fire. Files are decoded in blocks (`speechcls.audio.read_audio_blocks`), so memory
+`smooth_seconds` of windows; a detection fires where a keyword's smoothed probability reaches `threshold`
+(one for all, or one per keyword), unless another one fired less than `refractory_seconds` before.
+`_unknown_` and `_silence_` never fire. Files are decoded in blocks (`speechcls.audio.read_audio_blocks`), so memory
 stays bounded however long they are. Writes one CSV row per detection: file, start, end, word, score
 (the window's times in seconds, clipped to the file; the smoothed probability).
 
@@ -28,7 +28,7 @@ from speechcls.config import CONFIG_DIR
 from speechcls.detector import PROGRESS, Detector
 from speechcls.inference import load_model, model_file
 from speechcls.submission import write_csv_atomically
-from speechcls.thresholds import chosen_threshold
+from speechcls.thresholds import chosen_threshold, describe
 
 DETECTION_COLUMNS = ["file", "start", "end", "word", "score"]
 def audio_files(input: str | Path) -> list[Path]:
@@ -50,7 +50,7 @@ def detect(cfg: DictConfig) -> Path:
     path = model_file(cfg.ckpt_path, cfg.runs_dir)
     model, classes = load_model(path, cfg.channels_last)
     threshold, source = chosen_threshold(cfg.detector.threshold, path)
-    print(f"threshold {threshold:.4f}: {source}")
+    print(f"threshold {describe(threshold)}: {source}")
     detector: Detector = instantiate(cfg.detector, model=model, classes=classes, threshold=threshold)
     files = audio_files(cfg.input)
     seconds = sum(sf.info(str(path)).duration for path in files)

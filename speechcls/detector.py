@@ -4,7 +4,7 @@ keyword probabilities, and detections where they reach a threshold (`speechcls.d
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,9 +29,13 @@ class Posteriors:
     length: int
 
 
+Threshold = float | Mapping[str, float]  # one for every keyword, or one each
+
+
 class Detector:
     """Sliding-window keyword detection with a classifier `model`: waveforms (batch, `window`) at
-    `sample_rate` -> class scores (batch, classes), in the order of `classes`."""
+    `sample_rate` -> class scores (batch, classes), in the order of `classes`. `threshold`: one for every
+    keyword, or a mapping with one for each keyword (a model that confuses some words wants them apart)."""
 
     def __init__(
         self,
@@ -39,7 +43,7 @@ class Detector:
         classes: Iterable[str],
         hop: int = 2048,
         smooth_seconds: float = 0.4,
-        threshold: float | None = None,
+        threshold: Threshold | None = None,
         refractory_seconds: float = 1.0,
         batch_size: int = 256,
         window: int = CLIP_SAMPLES,
@@ -53,6 +57,7 @@ class Detector:
         self.hop, self.window, self.sample_rate, self.batch_size = hop, window, sample_rate, batch_size
         self.smooth_windows = self._windows(smooth_seconds)
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        self.keyword_thresholds()  # a mapping that misses a keyword fails here, not at the first detection
         self.refractory_seconds = refractory_seconds
 
     def _windows(self, seconds: float) -> int:
@@ -109,22 +114,41 @@ class Detector:
         low = np.maximum(index - self.smooth_windows, 0)
         return (cumulative[index] - cumulative[low]) / (index - low)[:, None]
 
-    def fire(self, starts: np.ndarray, smoothed: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """Indices of the windows where a detection fires, at `threshold` (default: the detector's)."""
+    @property
+    def keyword_names(self) -> list[str]:
+        return [self.classes[k] for k in self.keywords]
+
+    def keyword_thresholds(self, threshold: Threshold | None = None) -> np.ndarray:
+        """`threshold` (default: the detector's) as one value per keyword, in `keyword_names` order."""
         threshold = self.threshold if threshold is None else threshold
+        if not isinstance(threshold, Mapping):
+            return np.full(len(self.keywords), float(threshold))
+        missing, extra = set(self.keyword_names) - set(threshold), set(threshold) - set(self.keyword_names)
+        if missing or extra:
+            raise ValueError(
+                f"per-keyword thresholds need exactly the model's keywords {self.keyword_names}: "
+                f"missing {sorted(missing)}, not keywords {sorted(extra)}"
+            )
+        return np.array([float(threshold[name]) for name in self.keyword_names])
+
+    def fire(self, starts: np.ndarray, above: np.ndarray) -> np.ndarray:
+        """Indices of the windows where a detection fires: some keyword is `above` (windows, keywords)
+        its threshold and no detection fired less than `refractory_seconds` before."""
         refractory = self.refractory_seconds * self.sample_rate
         fired, last = [], -np.inf
-        for i in np.flatnonzero(smoothed.max(axis=1) >= threshold):
+        for i in np.flatnonzero(above.any(axis=1)):
             if starts[i] >= last + refractory:
                 fired.append(i)
                 last = starts[i]
         return np.array(fired, dtype=int)
 
-    def detections(self, posteriors: Posteriors, threshold: float | None = None) -> pd.DataFrame:
-        """Detections (start, end, word, score) of one recording's posteriors."""
+    def detections(self, posteriors: Posteriors, threshold: Threshold | None = None) -> pd.DataFrame:
+        """Detections (start, end, word, score) of one recording's posteriors at `threshold` (default: the
+        detector's); a detection's word is the most probable of the keywords at or above theirs."""
         smoothed = self.smoothed(posteriors.probabilities)
-        fired = self.fire(posteriors.starts, smoothed, threshold)
-        best = smoothed[fired].argmax(axis=1) if len(fired) else np.zeros(0, dtype=int)
+        above = smoothed >= self.keyword_thresholds(threshold)
+        fired = self.fire(posteriors.starts, above)
+        best = np.where(above[fired], smoothed[fired], -np.inf).argmax(axis=1) if len(fired) else np.zeros(0, dtype=int)
         starts = posteriors.starts[fired]
         return pd.DataFrame(
             {

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 
 from speechcls.audio import SAMPLE_RATE, read_audio_blocks
 from speechcls.detect import DETECTION_COLUMNS, detect
-from speechcls.detector import Detector
+from speechcls.detector import Detector, Posteriors
 from speechcls.config import CONFIG_DIR
 
 CLASSES = ["_silence_", "_unknown_", "go", "yes"]
@@ -89,6 +89,21 @@ def test_the_refractory_time_suppresses_repeats(tmp_path):
     assert len(repeated) > 2 * len(KEYWORDS)
     assert set(repeated.word) == {"go", "yes"}
     assert_at_the_keywords(run(detector(refractory_seconds=1.0), path))
+
+
+def test_per_keyword_thresholds(tmp_path):
+    path = tmp_path / "stream.wav"
+    sf.write(path, bursts(EVENTS, 20.0), SAMPLE_RATE)
+    # No probability reaches 1.5: go never fires, yes fires as with one threshold for both.
+    found = run(detector(threshold={"yes": 0.8, "go": 1.5}), path)
+    assert list(found.word) == ["yes", "yes"] and found.start.tolist() == run(detector(), path).query("word == 'yes'").start.tolist()
+    # A detection's word is the most probable of the keywords at or above their thresholds.
+    probabilities = np.array([[0.1, 0.0, 0.3, 0.6], [0.1, 0.2, 0.3, 0.4]])  # _silence_, _unknown_, go, yes
+    posteriors = Posteriors(np.array([0, 2 * SAMPLE_RATE]), probabilities, 3 * SAMPLE_RATE)
+    thresholds = detector(threshold={"go": 0.25, "yes": 0.5}, smooth_seconds=0.0)
+    assert thresholds.detections(posteriors).word.tolist() == ["yes", "go"]
+    with pytest.raises(ValueError, match=r"missing \['go'\], not keywords \['no'\]"):
+        detector(threshold={"yes": 0.8, "no": 0.5})
 
 
 def test_a_detector_with_other_smoothing_scores_the_same_posteriors_as_one_built_with_it():
@@ -172,10 +187,16 @@ def test_detect_uses_the_threshold_stored_with_the_model_unless_told_otherwise(t
     model = shutil.copytree(tiny_run, tmp_path / "model")
     sf.write(tmp_path / "a.wav", bursts(EVENTS[:2], 8.0), SAMPLE_RATE)
     # No probability reaches 1.5: with it stored, nothing fires; the command line's 0.0 fires everywhere.
-    point = pd.Series({"threshold": 1.5, "frr": 1.0, "fa_per_hour": 0.0})
-    store_threshold(resolve_checkpoint(model, model), point, 1.0, 10.0)
+    reached = pd.Series({"frr": 1.0, "fa_per_hour": 0.0})
+    checkpoint = resolve_checkpoint(model, model)
+    store_threshold(checkpoint, 1.5, 1.0, 10.0, reached)
     common = [f"input={tmp_path / 'a.wav'}", f"ckpt_path={model}", "detector.refractory_seconds=0.5"]
     assert len(pd.read_csv(detect(compose_detect(tmp_path, *common)))) == 0
     assert "threshold 1.5000: stored with the model" in capsys.readouterr().out
     assert len(pd.read_csv(detect(compose_detect(tmp_path, *common, "detector.threshold=0.0")))) == 14
     assert "threshold 0.0000: detector.threshold" in capsys.readouterr().out
+    # Stored per keyword (the tiny model's down, go and up): only go can fire, and does at every window.
+    store_threshold(checkpoint, {"down": 1.5, "go": 0.0, "up": 1.5}, 1.0, 10.0, reached)
+    found = pd.read_csv(detect(compose_detect(tmp_path, *common)))
+    assert len(found) == 14 and set(found.word) == {"go"}
+    assert "threshold per keyword down 1.5000, go 0.0000, up 1.5000: stored with the model" in capsys.readouterr().out
