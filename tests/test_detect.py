@@ -200,3 +200,5 @@ def test_detect_uses_the_threshold_stored_with_the_model_unless_told_otherwise(t
     found = pd.read_csv(detect(compose_detect(tmp_path, *common)))
     assert len(found) == 14 and set(found.word) == {"go"}
     assert "threshold per keyword down 1.5000, go 0.0000, up 1.5000: stored with the model" in capsys.readouterr().out
+    found = pd.read_csv(detect(compose_detect(tmp_path, *common, "detector.threshold={down:1.5,go:1.5,up:0.0}")))
+    assert len(found) == 14 and set(found.word) == {"up"}
