@@ -19,11 +19,9 @@ FRR of the thresholds whose FA/h is at most the target. Writes into the run dire
 (FRR at 0.5, 1 and 5 FA/h per model, SNR, channel and keyword, with the threshold), det.csv (every
 threshold's rates), false_accepts.csv (each model's false accepts at its overall thresholds for those
 rates, with what the stream held under each: a keyword of another word, `_unknown_` speech and the word it
-says, or noise only), keyword_thresholds.csv (with one threshold per keyword for each target rate, chosen
-on one half of the stream: the rates on the other half), det_curve.png (FRR against FA/h, one panel per
-SNR and channel, one line per model) and the same figures and FRRs to TensorBoard (tensorboard/). With
-`store_threshold`, each model's operating threshold (one, or one per keyword) for a target FA/h is stored
-beside it (`speechcls.thresholds`): `detect`'s default.
+says, or noise only), det_curve.png (FRR against FA/h, one panel per SNR and channel, one line per model)
+and the same figures and FRRs to TensorBoard (tensorboard/). With `store_threshold`, each model's
+operating threshold for a target FA/h is stored beside it (`speechcls.thresholds`): `detect`'s default.
 `smooth_seconds` adds the DET lines of other smoothing windows, scored from the same posteriors.
 """
 
@@ -49,7 +47,7 @@ from speechcls.data.twelve_class import KEYWORDS, UNKNOWN, WORD_COLUMN
 from speechcls.detector import PROGRESS, Detector
 from speechcls.inference import load_model, model_file
 from speechcls.streams import KeywordStream
-from speechcls.thresholds import describe, keyword_thresholds, operating_point, store_threshold
+from speechcls.thresholds import operating_point, store_threshold
 
 ALL = "all"
 # What a DET curve is of: a model on the streams of one SNR heard through one channel.
@@ -57,9 +55,6 @@ CONDITION = ["model", "snr_db", "channel"]
 TARGET_RATES = (0.5, 1.0, 5.0)
 FALSE_ACCEPT_COLUMNS = [
     *CONDITION, "fa_per_hour_target", "threshold", "start", "end", "word", "score", "heard", "heard_word", "heard_file"
-]
-KEYWORD_THRESHOLD_COLUMNS = [
-    *CONDITION, "fa_per_hour_target", "keyword", "threshold", "clips", "misses", "false_accepts", "frr", "fa_per_hour"
 ]
 # From 0.05 up to 1 - 1e-4, ever closer to 1, where the low false-accept rates are.
 THRESHOLDS = 1.0 - np.geomspace(0.95, 1e-4, 60)
@@ -193,62 +188,6 @@ def false_accepts(
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=FALSE_ACCEPT_COLUMNS)
 
 
-def per_keyword_rates(
-    detections_at: Callable[[dict[str, float]], pd.DataFrame],
-    keywords: Sequence[str],
-    stream: KeywordStream,
-    targets: Sequence[float] = TARGET_RATES,
-) -> pd.DataFrame:
-    """One threshold per keyword for each target rate (`speechcls.thresholds.keyword_thresholds`, from
-    each keyword's DET curve when it alone fires): the rates they reach on each half of the stream when
-    chosen on the other half, summed over both ways (an estimate on audio they were not chosen on), per
-    keyword and overall (`all`), beside the thresholds chosen on the whole stream (what
-    `store_threshold.per_keyword` stores; NaN where none keeps the target)."""
-    halves = stream.halves()
-    spans = [(halves[0][0], halves[1][1]), *halves]
-    truth = stream.truth()
-    clips = {span: truth[(truth.start >= span[0]) & (truth.start < span[1])].reset_index(drop=True) for span in spans}
-    hours = {span: (span[1] - span[0] - (clips[span].end - clips[span].start).sum()) / 3600 for span in spans}
-
-    def detected_in(detections: pd.DataFrame, span: tuple[float, float]) -> pd.DataFrame:
-        middle = (detections.start + detections.end) / 2  # a window overlaps clips of its middle's half only
-        return detections[(middle >= span[0]) & (middle < span[1])]
-
-    alone = {
-        (word, t): detections_at({other: t if other == word else np.inf for other in keywords})
-        for word in keywords
-        for t in THRESHOLDS
-    }
-    curves = {}
-    for span in spans:
-        rows = []
-        for (word, t), detections in alone.items():
-            clip = matching_clips(detected_in(detections, span), clips[span])
-            misses = int((clips[span].word == word).sum()) - len(np.unique(clip[clip >= 0]))
-            rows.append((word, t, misses, int((clip < 0).sum())))
-        curves[span] = pd.DataFrame(rows, columns=["keyword", "threshold", "misses", "false_accepts"])
-    tables = []
-    for target in targets:
-        scored = []
-        for chosen_on, scored_on in ((halves[0], halves[1]), (halves[1], halves[0])):
-            chosen = keyword_thresholds(curves[chosen_on], target * hours[chosen_on]) or dict.fromkeys(keywords, np.inf)
-            detections = detected_in(detections_at(chosen), scored_on)
-            scored.append(rates(detections, clips[scored_on], hours[scored_on]))
-        counts = pd.concat(scored).groupby("keyword")[["clips", "misses", "false_accepts"]].sum()
-        counts = counts.reindex([*sorted({*keywords, *truth.word}), ALL], fill_value=0)  # keywords without clips too
-        whole = keyword_thresholds(curves[spans[0]], target * hours[spans[0]]) or {}
-        counts = counts.reset_index()
-        tables.append(
-            counts.assign(
-                fa_per_hour_target=target,
-                threshold=counts.keyword.map(whole).astype(float),
-                frr=counts.misses / counts.clips.clip(lower=1),
-                fa_per_hour=counts.false_accepts / (hours[halves[0]] + hours[halves[1]]),
-            )
-        )
-    return pd.concat(tables, ignore_index=True)
-
-
 def smoothing_variants(model: str, detector: Detector, smooth_seconds: Sequence[float] | None) -> dict[str, Detector]:
     """The detector and, for each of `smooth_seconds`, the same one averaging over that long, by DET
     label: `model` for the detector as configured (the one whose threshold is stored), `model, smooth S s`
@@ -267,8 +206,7 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
     output_dir.mkdir(parents=True, exist_ok=True)
     keywords, speech = stream_clips(cfg)
     clips = {"keyword": keywords, "speech": speech}
-    curves, false, per_keyword = [], [], []
-    targets = sorted({*TARGET_RATES, *([cfg.store_threshold.fa_per_hour] if cfg.store_threshold else [])})
+    curves, false = [], []
     files = {spec: model_file(spec, cfg.runs_dir) for spec in cfg.ckpt_path}
     for spec, path in files.items():
         model, classes = load_model(path, cfg.channels_last)
@@ -291,10 +229,8 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
                 curve = det_curve(detections_at, truth, stream.negative_hours)
                 curves.append(curve.assign(model=label, snr_db=snr, channel=channel))
                 if variant is detector:
-                    condition = {"model": label, "snr_db": snr, "channel": channel}
-                    false.append(false_accepts(detections_at, curve, stream, clips).assign(**condition))
-                    rates_each = per_keyword_rates(detections_at, detector.keyword_names, stream, targets)
-                    per_keyword.append(rates_each.assign(**condition))
+                    heard = false_accepts(detections_at, curve, stream, clips)
+                    false.append(heard.assign(model=label, snr_db=snr, channel=channel))
     curves = pd.concat(curves, ignore_index=True)
     curves.to_csv(output_dir / "det.csv", index=False, float_format="%.5g")
     groups = curves.groupby(CONDITION, sort=False)
@@ -304,10 +240,8 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
     table.to_csv(output_dir / "kws_metrics.csv", index=False, float_format="%.4f")
     false = pd.concat(false, ignore_index=True)[FALSE_ACCEPT_COLUMNS]
     false.to_csv(output_dir / "false_accepts.csv", index=False, float_format="%.4f")
-    per_keyword = pd.concat(per_keyword, ignore_index=True)[KEYWORD_THRESHOLD_COLUMNS]
-    per_keyword.to_csv(output_dir / "keyword_thresholds.csv", index=False, float_format="%.4f")
     if cfg.store_threshold:
-        store_thresholds(curves, per_keyword, files, **cfg.store_threshold)
+        store_thresholds(curves, files, **cfg.store_threshold)
     figure = det_figure(curves)
     figure.savefig(output_dir / "det_curve.png", dpi=150)
     with SummaryWriter(str(output_dir / "tensorboard")) as writer:
@@ -317,8 +251,6 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
             writer.add_scalar(name, row.frr)
     overall = table[table.keyword == ALL].pivot(index=CONDITION, columns="fa_per_hour_target", values="frr")
     print(f"\nfalse-reject rate at false accepts per hour ({len(keywords)} keyword clips per stream)\n{overall.to_string()}")
-    overall = per_keyword[per_keyword.keyword == ALL].set_index([*CONDITION, "fa_per_hour_target"])[["frr", "fa_per_hour"]]
-    print(f"\nwith one threshold per keyword, chosen on one half of each stream and counted on the other\n{overall.to_string()}")
     if len(false):
         heard = false.groupby([*CONDITION, "fa_per_hour_target"]).heard.value_counts().unstack(fill_value=0)
         print(f"\nfalse accepts at each target's threshold by what the stream held under them\n{heard.to_string()}")
@@ -326,34 +258,19 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
     return table
 
 
-def store_thresholds(
-    curves: pd.DataFrame, keyword_table: pd.DataFrame, files: dict, fa_per_hour: float, snr_db: float, per_keyword: bool
-) -> None:
-    """Store beside each model its threshold for at most `fa_per_hour` false accepts an hour at `snr_db` on
-    the wideband stream (`speechcls.thresholds`), detect's default for it: the one of its DET curve with
-    the fewest false rejects, or with `per_keyword` one per keyword (chosen on the whole stream; the rates
-    recorded are those of the two halves, `per_keyword_rates`)."""
+def store_thresholds(curves: pd.DataFrame, files: dict, fa_per_hour: float, snr_db: float) -> None:
+    """Store beside each model the threshold of its fewest false rejects within `fa_per_hour` false
+    accepts an hour at `snr_db` (`speechcls.thresholds`): `detect`'s default for it."""
     for spec, path in files.items():
-        if per_keyword:
-            rows = wideband(keyword_table, spec, snr_db)
-            rows = rows[rows.fa_per_hour_target == fa_per_hour]
-            words = rows[rows.keyword != ALL]
-            threshold = dict(zip(words.keyword, words.threshold)) if len(rows) and words.threshold.notna().all() else None
-            reached = rows[rows.keyword == ALL].iloc[0] if threshold else None
-        else:
-            curve = wideband(curves, spec, snr_db)
-            reached = operating_point(curve[curve.keyword == ALL], fa_per_hour)
-            threshold = None if reached is None else reached.threshold
-        if threshold is None:
+        wideband = curves[(curves.channel == "none") & (curves.keyword == ALL)]
+        curve = wideband[(wideband.model == str(spec)) & (wideband.snr_db == snr_db)]
+        point = operating_point(curve, fa_per_hour) if len(curve) else None
+        if point is None:
             print(f"{spec}: no threshold keeps {fa_per_hour:g} false accepts an hour at {snr_db:g} dB; none stored")
             continue
-        stored = store_threshold(path, threshold, fa_per_hour, snr_db, reached)
-        print(f"{spec}: threshold {describe(threshold)} (FRR {reached.frr:.3f} at {reached.fa_per_hour:.2f} FA/h) -> {stored}")
-
-
-def wideband(table: pd.DataFrame, spec: str, snr_db: float) -> pd.DataFrame:
-    """The rows of model `spec` on the wideband stream at `snr_db`."""
-    return table[(table.model == str(spec)) & (table.snr_db == snr_db) & (table.channel == "none")]
+        stored = store_threshold(path, point, fa_per_hour, snr_db)
+        operating = f"FRR {point.frr:.3f} at {point.fa_per_hour:.2f} FA/h"
+        print(f"{spec}: threshold {point.threshold:.4f} ({operating}) -> {stored}")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate_streams")

@@ -86,12 +86,6 @@ class KeywordStream:
         """Hours of the stream outside the keyword clips: the false accepts' denominator."""
         return (self.samples - len(self.words) * CLIP_SAMPLES) / SAMPLE_RATE / 3600
 
-    def halves(self) -> list[tuple[float, float]]:
-        """The stream's two halves (start, end) in seconds, split between slots: a window whose middle lies
-        in one half overlaps no clip of the other."""
-        middle = len(self.kind) // 2 * self.slot / SAMPLE_RATE
-        return [(0.0, middle), (middle, self.samples / SAMPLE_RATE)]
-
     def truth(self) -> pd.DataFrame:
         """Where each keyword clip lies: start and end in seconds, and its word, in time order."""
         slots = np.flatnonzero(self.kind == KEYWORD)

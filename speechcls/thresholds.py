@@ -1,9 +1,8 @@
 """A detector's operating threshold, chosen per model and stored beside it.
 
 `evaluate_streams` picks, from a model's DET data on the benchmark streams, the lowest threshold whose
-false accepts an hour stay within a target (the one with the fewest false rejects there), or one threshold
-per keyword (`keyword_thresholds`), and writes it beside the model file (`<model>.threshold.json`);
-`detect` uses it unless `detector.threshold` is set.
+false accepts an hour stay within a target (the one with the fewest false rejects there) and writes it
+beside the model file (`<model>.threshold.json`); `detect` uses it unless `detector.threshold` is set.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from speechcls.atomic import atomic_write
@@ -34,45 +32,13 @@ def operating_point(curve: pd.DataFrame, fa_per_hour: float) -> pd.Series | None
     return allowed.iloc[0] if len(allowed) else None
 
 
-def keyword_thresholds(curves: pd.DataFrame, false_accepts: float) -> dict[str, float] | None:
-    """One threshold per keyword from each keyword's DET curve when it alone fires (rows: keyword,
-    threshold, misses, false_accepts), such that together they miss the fewest clips with at most
-    `false_accepts` false accepts: a knapsack over the keywords, solved exactly by dynamic programming over
-    the false-accept count (on ties the fewer false accepts, then the higher thresholds). None where even
-    every keyword's highest threshold fires more often."""
-    budget = int(np.floor(false_accepts + 1e-9))
-    best: dict[int, tuple[int, dict[str, float]]] = {0: (0, {})}  # false accepts so far -> misses, thresholds
-    for keyword, points in curves.groupby("keyword", sort=True):
-        step: dict[int, tuple[int, dict[str, float]]] = {}
-        for spent, (misses, chosen) in sorted(best.items()):
-            for point in points.sort_values("threshold", ascending=False).itertuples():
-                total = spent + int(point.false_accepts)
-                if total <= budget and (total not in step or misses + point.misses < step[total][0]):
-                    step[total] = (misses + int(point.misses), {**chosen, keyword: float(point.threshold)})
-        best = step
-    if not best:
-        return None
-    return min(best.items(), key=lambda item: (item[1][0], item[0]))[1][1]
-
-
-def describe(threshold: float | Mapping[str, float]) -> str:
-    """For logs: `0.7256`, or `per keyword down 0.6100, go 0.8300, ...`."""
-    if isinstance(threshold, Mapping):
-        return "per keyword " + ", ".join(f"{word} {value:.4f}" for word, value in sorted(threshold.items()))
-    return f"{threshold:.4f}"
-
-
-def store_threshold(
-    model: str | Path, threshold: float | Mapping[str, float], fa_per_hour: float, snr_db: float, reached: pd.Series
-) -> Path:
-    """Store `threshold` for `fa_per_hour` false accepts an hour at `snr_db`; `reached`: the frr and
-    fa_per_hour it gave there."""
+def store_threshold(model: str | Path, point: pd.Series, fa_per_hour: float, snr_db: float) -> Path:
     record = {
-        "threshold": dict(threshold) if isinstance(threshold, Mapping) else float(threshold),
+        "threshold": float(point.threshold),
         "target_fa_per_hour": fa_per_hour,
         "snr_db": snr_db,
-        "frr": float(reached.frr),
-        "fa_per_hour": float(reached.fa_per_hour),
+        "frr": float(point.frr),
+        "fa_per_hour": float(point.fa_per_hour),
     }
     with atomic_write(threshold_file(model)) as temporary:
         temporary.write_text(json.dumps(record, indent=2))
@@ -80,8 +46,8 @@ def store_threshold(
 
 
 def chosen_threshold(override: float | Mapping[str, float] | None, model: str | Path) -> tuple[float | dict, str]:
-    """The threshold detection uses (one, or one per keyword) and where it comes from: `override`
-    (detector.threshold), else the one stored with `model`, else DEFAULT_THRESHOLD."""
+    """The threshold detection uses and where it comes from: `override` (detector.threshold: one, or one
+    per keyword), else the one stored with `model`, else DEFAULT_THRESHOLD."""
     if override is not None:
         return dict(override) if isinstance(override, Mapping) else float(override), "detector.threshold"
     path = threshold_file(model)
@@ -92,3 +58,10 @@ def chosen_threshold(override: float | Mapping[str, float] | None, model: str | 
             f"at {record['snr_db']:g} dB on the benchmark streams)"
         )
     return DEFAULT_THRESHOLD, f"the default (no {path.name}; python -m speechcls.evaluate_streams stores one)"
+
+
+def describe(threshold: float | Mapping[str, float]) -> str:
+    """For logs: `0.7256`, or `per keyword down 0.6100, go 0.8300, ...`."""
+    if isinstance(threshold, Mapping):
+        return "per keyword " + ", ".join(f"{word} {value:.4f}" for word, value in sorted(threshold.items()))
+    return f"{threshold:.4f}"

@@ -187,18 +187,14 @@ def test_detect_uses_the_threshold_stored_with_the_model_unless_told_otherwise(t
     model = shutil.copytree(tiny_run, tmp_path / "model")
     sf.write(tmp_path / "a.wav", bursts(EVENTS[:2], 8.0), SAMPLE_RATE)
     # No probability reaches 1.5: with it stored, nothing fires; the command line's 0.0 fires everywhere.
-    reached = pd.Series({"frr": 1.0, "fa_per_hour": 0.0})
-    checkpoint = resolve_checkpoint(model, model)
-    store_threshold(checkpoint, 1.5, 1.0, 10.0, reached)
+    point = pd.Series({"threshold": 1.5, "frr": 1.0, "fa_per_hour": 0.0})
+    store_threshold(resolve_checkpoint(model, model), point, 1.0, 10.0)
     common = [f"input={tmp_path / 'a.wav'}", f"ckpt_path={model}", "detector.refractory_seconds=0.5"]
     assert len(pd.read_csv(detect(compose_detect(tmp_path, *common)))) == 0
     assert "threshold 1.5000: stored with the model" in capsys.readouterr().out
     assert len(pd.read_csv(detect(compose_detect(tmp_path, *common, "detector.threshold=0.0")))) == 14
     assert "threshold 0.0000: detector.threshold" in capsys.readouterr().out
-    # Stored per keyword (the tiny model's down, go and up): only go can fire, and does at every window.
-    store_threshold(checkpoint, {"down": 1.5, "go": 0.0, "up": 1.5}, 1.0, 10.0, reached)
-    found = pd.read_csv(detect(compose_detect(tmp_path, *common)))
-    assert len(found) == 14 and set(found.word) == {"go"}
-    assert "threshold per keyword down 1.5000, go 0.0000, up 1.5000: stored with the model" in capsys.readouterr().out
+    # One per keyword (the tiny model's down, go and up): only up can fire, and does at every window.
     found = pd.read_csv(detect(compose_detect(tmp_path, *common, "detector.threshold={down:1.5,go:1.5,up:0.0}")))
     assert len(found) == 14 and set(found.word) == {"up"}
+    assert "threshold per keyword down 1.5000, go 1.5000, up 0.0000: detector.threshold" in capsys.readouterr().out

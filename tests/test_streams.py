@@ -14,17 +14,7 @@ from test_detect import CLASSES, ToneClassifier, bursts
 
 from speechcls.audio import SAMPLE_RATE
 from speechcls.detector import Detector
-from speechcls.evaluate_streams import (
-    FALSE_ACCEPT_COLUMNS,
-    KEYWORD_THRESHOLD_COLUMNS,
-    det_curve,
-    evaluate_streams,
-    false_accepts,
-    frr_at,
-    per_keyword_rates,
-    rates,
-    store_thresholds,
-)
+from speechcls.evaluate_streams import FALSE_ACCEPT_COLUMNS, det_curve, evaluate_streams, false_accepts, frr_at, rates
 from speechcls.streams import NOISE, SPEECH, KeywordStream
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.thresholds import operating_point, threshold_file
@@ -170,48 +160,6 @@ def test_rates_on_a_hand_made_table():
     assert tuple(table.loc[("go", 0.5)]) == (1.0, 0.8)  # every threshold that low misses both: the first
 
 
-class HandMadeStream:
-    """What per_keyword_rates reads of a stream: two 50 s halves, two clips of each word in each."""
-
-    def halves(self):
-        return [(0.0, 50.0), (50.0, 100.0)]
-
-    def truth(self):
-        starts = [10.0, 20.0, 30.0, 40.0, 60.0, 70.0, 80.0, 90.0]
-        return pd.DataFrame({"start": starts, "end": [s + 1 for s in starts], "word": ["yes", "go"] * 4})
-
-
-def test_per_keyword_thresholds_are_counted_on_the_half_they_were_not_chosen_on(tmp_path):
-    # Every yes clip scores 0.9 and a yes fires at 0.6 over nothing in each half; every go clip scores 0.4,
-    # and a go fires at 0.45 over nothing in the second half only.
-    scored = pd.DataFrame(
-        [(start, word, 0.9 if word == "yes" else 0.4) for start, word in zip(HandMadeStream().truth().start, ["yes", "go"] * 4)]
-        + [(45.0, "yes", 0.6), (95.0, "yes", 0.6), (55.0, "go", 0.45)],
-        columns=["start", "word", "score"],
-    ).assign(end=lambda table: table.start + 1.0)
-    detections_at = lambda thresholds: scored[scored.score >= scored.word.map(thresholds)]  # noqa: E731
-    table = per_keyword_rates(detections_at, ["go", "yes"], HandMadeStream(), targets=[1.0])
-    by = table.set_index("keyword")
-    # Chosen on the first half (no false accept allowed in 46 s): yes above 0.6, go at 0.4 or below, which
-    # on the second half finds every clip and fires once at 0.45. Chosen on the second half: go above 0.45,
-    # which misses the first half's go clips.
-    assert tuple(by.loc["yes", ["clips", "misses", "false_accepts"]]) == (4, 0, 0)
-    assert tuple(by.loc["go", ["clips", "misses", "false_accepts"]]) == (4, 2, 1)
-    assert tuple(by.loc["all", ["clips", "misses", "false_accepts"]]) == (8, 2, 1)
-    assert by.loc["all", "frr"] == 0.25 and by.loc["all", "fa_per_hour"] == pytest.approx(1 / (92 / 3600))
-    # On the whole stream (what is stored): go above 0.45 too, yes between 0.6 and 0.9.
-    assert 0.6 < by.loc["yes", "threshold"] <= 0.9 and by.loc["go", "threshold"] > 0.45
-    # One threshold for both, within the same false accepts, misses every go clip or fires on nothing twice.
-    one = frr_at(det_curve(lambda t: scored[scored.score >= t], HandMadeStream().truth(), 92 / 3600), [0.0])
-    assert one.set_index("keyword").loc["all", "frr"] == 0.5
-    # store_threshold.per_keyword stores the whole stream's choice, with the halves' rates.
-    model = tmp_path / "model.onnx"
-    store_thresholds(None, table.assign(model=str(model), snr_db=10, channel="none"), {model: model}, 1.0, 10, per_keyword=True)
-    stored = json.loads(threshold_file(model).read_text())
-    assert stored["threshold"] == {"go": by.loc["go", "threshold"], "yes": by.loc["yes", "threshold"]}
-    assert stored["frr"] == 0.25
-
-
 def test_evaluate_streams_writes_the_tables_the_curve_and_tensorboard(tmp_path, tiny_run):
     root = SyntheticSpeechSet(
         words=("yes", "go", "bed"), clips_per_word=4, test_clips_per_word=2, other_words=("apple",),
@@ -234,12 +182,6 @@ def test_evaluate_streams_writes_the_tables_the_curve_and_tensorboard(tmp_path, 
     run = tmp_path / "run"
     assert (run / "det_curve.png").stat().st_size > 0 and list((run / "tensorboard").glob("events.*"))
     assert list(pd.read_csv(run / "false_accepts.csv").columns) == FALSE_ACCEPT_COLUMNS
-    per_keyword = pd.read_csv(run / "keyword_thresholds.csv")
-    assert list(per_keyword.columns) == KEYWORD_THRESHOLD_COLUMNS and set(per_keyword.model) == {str(model), f"{model}:last"}
-    # The model's keywords (down, go, up) and the stream's (yes, go), each with its clips.
-    assert set(per_keyword.keyword) == {"down", "go", "up", "yes", "all"}
-    clips = per_keyword.groupby(["model", "snr_db", "channel", "fa_per_hour_target", "keyword"]).clips.sum().unstack()
-    assert (clips["all"] == 4).all() and (clips["yes"] == 2).all() and (clips["down"] == 0).all()
     curves = pd.read_csv(run / "det.csv")
     assert set(curves.snr_db) == {10, 0} and set(curves.channel) == {"none", "phone-gsm"}
     # Each model's threshold for 1 false accept an hour at 10 dB is stored beside it.
