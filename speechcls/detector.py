@@ -148,7 +148,8 @@ class Detector:
         smoothed = self.smoothed(posteriors.probabilities)
         above = smoothed >= self.keyword_thresholds(threshold)
         fired = self.fire(posteriors.starts, above)
-        best = np.where(above[fired], smoothed[fired], -np.inf).argmax(axis=1) if len(fired) else np.zeros(0, dtype=int)
+        candidates = np.where(above[fired], smoothed[fired], -np.inf)  # keywords below theirs never name a detection
+        best = candidates.argmax(axis=1) if len(fired) else np.zeros(0, dtype=int)
         starts = posteriors.starts[fired]
         return pd.DataFrame(
             {
