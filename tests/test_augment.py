@@ -166,12 +166,19 @@ def compose_module(tmp_path, *overrides):
     return build_module(cfg, TINY_CLASSES)
 
 
-TRANSFORMS = ["wave.time_shift", "wave.speed", "wave.gain", "wave.noise", "spectrogram.spec_augment", "mixup"]
+TRANSFORMS = [
+    "wave.time_shift", "wave.speed", "wave.gain", "wave.noise", "wave.equalizer", "spectrogram.spec_augment", "mixup"
+]
 
 
 @pytest.mark.parametrize("only", TRANSFORMS)
 def test_each_augmentation_changes_training_batches_and_never_evaluation_ones(tmp_path, only):
-    overrides = ["augment=strong", *(f"augment.{t}=null" for t in TRANSFORMS if t != only), f"augment.{only}.p=1.0"]
+    overrides = [
+        "augment=equalizer",
+        "augment.mixup={_target_:speechcls.augment.Mixup,p:0.5}",
+        *(f"augment.{t}=null" for t in TRANSFORMS if t != only),
+        f"augment.{only}.p=1.0",
+    ]
     module = compose_module(tmp_path, *overrides)
     assert module.augment.names == [only.split(".")[-1]]
     seen = []
