@@ -19,7 +19,8 @@ FRR of the thresholds whose FA/h is at most the target. Writes into the run dire
 (FRR at 0.5, 1 and 5 FA/h per model, SNR, channel and keyword, with the threshold), det.csv (every
 threshold's rates), false_accepts.csv (each model's false accepts at its overall thresholds for those
 rates, with what the stream held under each: a keyword of another word, `_unknown_` speech and the word it
-says, or noise only), det_curve.png (FRR against FA/h, one panel per SNR and channel, one line per model)
+says, or noise only), misses.csv (the keyword clips not hit at those thresholds, with the scores they got
+and why they were lost), det_curve.png (FRR against FA/h, one panel per SNR and channel, one line per model)
 and the same figures and FRRs to TensorBoard (tensorboard/). With `store_threshold`, each model's
 operating threshold for a target FA/h is stored beside it (`speechcls.thresholds`): `detect`'s default.
 `smooth_seconds` adds the DET lines of other smoothing windows, scored from the same posteriors.
@@ -44,7 +45,7 @@ from tqdm import tqdm
 from speechcls.config import CONFIG_DIR
 from speechcls.data.tables import FILE_COLUMN, TARGET_COLUMN
 from speechcls.data.twelve_class import KEYWORDS, UNKNOWN, WORD_COLUMN
-from speechcls.detector import PROGRESS, Detector
+from speechcls.detector import PROGRESS, Detector, Posteriors
 from speechcls.inference import load_model, model_file
 from speechcls.streams import KeywordStream
 from speechcls.thresholds import operating_point, store_threshold
@@ -56,6 +57,10 @@ TARGET_RATES = (0.5, 1.0, 5.0)
 FALSE_ACCEPT_COLUMNS = [
     *CONDITION, "fa_per_hour_target", "threshold", "start", "end", "word", "score", "heard", "heard_word", "heard_file"
 ]
+MISS_COLUMNS = [
+    *CONDITION, "fa_per_hour_target", "threshold", "start", "end", "word", "file_name", "word_score", "top_word",
+    "top_score", "why",
+]  # fmt: skip
 # From 0.05 up to 1 - 1e-4, ever closer to 1, where the low false-accept rates are.
 THRESHOLDS = 1.0 - np.geomspace(0.95, 1e-4, 60)
 
@@ -188,6 +193,53 @@ def false_accepts(
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=FALSE_ACCEPT_COLUMNS)
 
 
+def misses(
+    detections_at: Callable[[float], pd.DataFrame],
+    curve: pd.DataFrame,
+    stream: KeywordStream,
+    keyword_clips: pd.DataFrame,
+    detector: Detector,
+    posteriors: Posteriors,
+    targets: Sequence[float] = TARGET_RATES,
+) -> pd.DataFrame:
+    """The keyword clips no detection hit at the threshold of each target rate (`curve`'s overall operating
+    point), each with the highest smoothed probability of its own word over the windows that overlap it
+    (`word_score`), the keyword smoothed highest there (`top_word`, `top_score`), and `why`: `another
+    keyword` reached the threshold over it, its word stayed `below threshold`, or it reached it while an
+    earlier detection's refractory period `held back` a new one. `keyword_clips`: the stream's keyword clips
+    (file_name), in the order the stream was given them."""
+    truth = stream.truth()
+    files = keyword_clips[FILE_COLUMN].to_numpy()[stream.under(truth.start, truth.end).clip_row]
+    smoothed = detector.smoothed(posteriors.probabilities)
+    window_starts = posteriors.starts / detector.sample_rate
+    first = np.searchsorted(window_starts, truth.start.to_numpy() - detector.window / detector.sample_rate, "right")
+    last = np.searchsorted(window_starts, truth.end.to_numpy(), "left")
+    names = detector.keyword_names
+    word_score, top_word, top_score = [], [], []
+    for low, high, word in zip(first, last, truth.word):
+        best = smoothed[low:high].max(axis=0)  # clips are 1 s long: some window always overlaps one
+        word_score.append(best[names.index(word)] if word in names else 0.0)  # a model without the word never says it
+        top_word.append(names[best.argmax()])
+        top_score.append(best.max())
+    scored = truth.assign(file_name=files, word_score=word_score, top_word=top_word, top_score=top_score)
+    tables = []
+    for target in targets:
+        point = operating_point(curve[curve.keyword == ALL], target)
+        if point is None:
+            continue
+        hit = np.zeros(len(truth), dtype=bool)
+        clip = matching_clips(detections_at(point.threshold), truth)
+        hit[clip[clip >= 0]] = True
+        missed = scored[~hit]
+        why = np.select(
+            [(missed.top_word != missed.word) & (missed.top_score >= point.threshold), missed.word_score >= point.threshold],
+            ["another keyword", "held back"],
+            "below threshold",
+        )
+        tables.append(missed.assign(fa_per_hour_target=target, threshold=point.threshold, why=why))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=MISS_COLUMNS)
+
+
 def smoothing_variants(model: str, detector: Detector, smooth_seconds: Sequence[float] | None) -> dict[str, Detector]:
     """The detector and, for each of `smooth_seconds`, the same one averaging over that long, by DET
     label: `model` for the detector as configured (the one whose threshold is stored), `model, smooth S s`
@@ -206,7 +258,7 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
     output_dir.mkdir(parents=True, exist_ok=True)
     keywords, speech = stream_clips(cfg)
     clips = {"keyword": keywords, "speech": speech}
-    curves, false = [], []
+    curves, false, missed = [], [], []
     files = {spec: model_file(spec, cfg.runs_dir) for spec in cfg.ckpt_path}
     for spec, path in files.items():
         model, classes = load_model(path, cfg.channels_last)
@@ -231,6 +283,8 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
                 if variant is detector:
                     heard = false_accepts(detections_at, curve, stream, clips)
                     false.append(heard.assign(model=label, snr_db=snr, channel=channel))
+                    lost = misses(detections_at, curve, stream, keywords, detector, posteriors)
+                    missed.append(lost.assign(model=label, snr_db=snr, channel=channel))
     curves = pd.concat(curves, ignore_index=True)
     curves.to_csv(output_dir / "det.csv", index=False, float_format="%.5g")
     groups = curves.groupby(CONDITION, sort=False)
@@ -240,6 +294,8 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
     table.to_csv(output_dir / "kws_metrics.csv", index=False, float_format="%.4f")
     false = pd.concat(false, ignore_index=True)[FALSE_ACCEPT_COLUMNS]
     false.to_csv(output_dir / "false_accepts.csv", index=False, float_format="%.4f")
+    missed = pd.concat(missed, ignore_index=True)[MISS_COLUMNS]
+    missed.to_csv(output_dir / "misses.csv", index=False, float_format="%.4f")
     if cfg.store_threshold:
         store_thresholds(curves, files, **cfg.store_threshold)
     figure = det_figure(curves)
@@ -254,6 +310,9 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
     if len(false):
         heard = false.groupby([*CONDITION, "fa_per_hour_target"]).heard.value_counts().unstack(fill_value=0)
         print(f"\nfalse accepts at each target's threshold by what the stream held under them\n{heard.to_string()}")
+    if len(missed):
+        why = missed.groupby([*CONDITION, "fa_per_hour_target"]).why.value_counts().unstack(fill_value=0)
+        print(f"\nmissed keyword clips at each target's threshold by why\n{why.to_string()}")
     print(f"reports: {output_dir}")
     return table
 

@@ -14,7 +14,9 @@ from test_detect import CLASSES, ToneClassifier, bursts
 
 from speechcls.audio import SAMPLE_RATE
 from speechcls.detector import Detector
-from speechcls.evaluate_streams import FALSE_ACCEPT_COLUMNS, det_curve, evaluate_streams, false_accepts, frr_at, rates
+from speechcls.evaluate_streams import (
+    FALSE_ACCEPT_COLUMNS, MISS_COLUMNS, det_curve, evaluate_streams, false_accepts, frr_at, misses, rates,
+)  # fmt: skip
 from speechcls.streams import NOISE, SPEECH, KeywordStream
 from speechcls.checkpoints import resolve_checkpoint
 from speechcls.thresholds import operating_point, threshold_file
@@ -106,6 +108,35 @@ def test_false_accepts_name_what_the_stream_held_under_them(tone_clips):
     assert under.heard.tolist() == ["noise", "noise"] and under.clip_row.tolist() == [-1, -1]
 
 
+def missed_clips(classifier: torch.nn.Module, tone_clips, **detector_options) -> pd.DataFrame:
+    """`misses` of a detector with `classifier` on a short stream of the tone clips, at the lowest threshold."""
+    keywords, speech = tone_clips
+    stream = KeywordStream(keywords, speech, snr_db=20.0, hours=0.02, block_slots=4, seed=3)
+    detector = Detector(classifier, CLASSES, hop=1024, **detector_options)
+    posteriors = detector.posteriors(stream.blocks())
+    detections_at = functools.partial(detector.detections, posteriors)
+    curve = det_curve(detections_at, stream.truth(), stream.negative_hours)
+    files = pd.DataFrame({"file_name": [path.name for path, _ in keywords]})
+    return misses(detections_at, curve, stream, files, detector, posteriors, targets=[1e6])
+
+
+def test_misses_say_which_clips_were_lost_and_why(tone_clips):
+    keywords, _ = tone_clips
+    word_of = {path.name: word for path, word in keywords}
+    assert missed_clips(ToneClassifier(), tone_clips).empty  # every clip found: nothing listed
+    # Heard as another keyword (go as yes) or as `_unknown_` (yes): every clip lost, for its own reason.
+    lost = missed_clips(MishearingToneClassifier(), tone_clips).set_index("file_name")
+    assert set(lost.columns) == set(MISS_COLUMNS) - {"model", "snr_db", "channel", "file_name"}
+    assert sorted(lost.index) == sorted(word_of) and (lost.word == lost.index.map(word_of)).all()
+    go, yes = lost[lost.word == "go"], lost[lost.word == "yes"]
+    assert (go.why == "another keyword").all() and (go.top_word == "yes").all() and (go.top_score > 0.9).all()
+    assert (yes.why == "below threshold").all() and (yes.word_score < yes.threshold).all()
+    # Heard right while the first detection's refractory period lasts: all but the first held back.
+    held = missed_clips(ToneClassifier(), tone_clips, refractory_seconds=1e4)
+    assert len(held) == len(keywords) - 1 and (held.why == "held back").all() and (held.top_word == held.word).all()
+    assert (held.word_score > 0.9).all()
+
+
 @pytest.mark.parametrize("channel", ["phone-gsm", "phone-mp3-v9.0"])
 def test_a_stream_through_a_phone_line_is_band_limited(tone_clips, channel):
     pytest.importorskip("pedalboard")
@@ -182,6 +213,7 @@ def test_evaluate_streams_writes_the_tables_the_curve_and_tensorboard(tmp_path, 
     run = tmp_path / "run"
     assert (run / "det_curve.png").stat().st_size > 0 and list((run / "tensorboard").glob("events.*"))
     assert list(pd.read_csv(run / "false_accepts.csv").columns) == FALSE_ACCEPT_COLUMNS
+    assert list(pd.read_csv(run / "misses.csv").columns) == MISS_COLUMNS
     curves = pd.read_csv(run / "det.csv")
     assert set(curves.snr_db) == {10, 0} and set(curves.channel) == {"none", "phone-gsm"}
     # Each model's threshold for 1 false accept an hour at 10 dB is stored beside it.
