@@ -193,7 +193,7 @@ def false_accepts(
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=FALSE_ACCEPT_COLUMNS)
 
 
-def misses(
+def missed_keywords(
     detections_at: Callable[[float], pd.DataFrame],
     curve: pd.DataFrame,
     stream: KeywordStream,
@@ -232,7 +232,10 @@ def misses(
         hit[clip[clip >= 0]] = True
         missed = scored[~hit]
         why = np.select(
-            [(missed.top_word != missed.word) & (missed.top_score >= point.threshold), missed.word_score >= point.threshold],
+            [
+                (missed.top_word != missed.word) & (missed.top_score >= point.threshold),
+                missed.word_score >= point.threshold,
+            ],
             ["another keyword", "held back"],
             "below threshold",
         )
@@ -283,7 +286,7 @@ def evaluate_streams(cfg: DictConfig) -> pd.DataFrame:
                 if variant is detector:
                     heard = false_accepts(detections_at, curve, stream, clips)
                     false.append(heard.assign(model=label, snr_db=snr, channel=channel))
-                    lost = misses(detections_at, curve, stream, keywords, detector, posteriors)
+                    lost = missed_keywords(detections_at, curve, stream, keywords, detector, posteriors)
                     missed.append(lost.assign(model=label, snr_db=snr, channel=channel))
     curves = pd.concat(curves, ignore_index=True)
     curves.to_csv(output_dir / "det.csv", index=False, float_format="%.5g")

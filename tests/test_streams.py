@@ -15,7 +15,7 @@ from test_detect import CLASSES, ToneClassifier, bursts
 from speechcls.audio import SAMPLE_RATE
 from speechcls.detector import Detector
 from speechcls.evaluate_streams import (
-    FALSE_ACCEPT_COLUMNS, MISS_COLUMNS, det_curve, evaluate_streams, false_accepts, frr_at, misses, rates,
+    FALSE_ACCEPT_COLUMNS, MISS_COLUMNS, det_curve, evaluate_streams, false_accepts, frr_at, missed_keywords, rates,
 )  # fmt: skip
 from speechcls.streams import NOISE, SPEECH, KeywordStream
 from speechcls.checkpoints import resolve_checkpoint
@@ -117,7 +117,7 @@ def missed_clips(classifier: torch.nn.Module, tone_clips, **detector_options) ->
     detections_at = functools.partial(detector.detections, posteriors)
     curve = det_curve(detections_at, stream.truth(), stream.negative_hours)
     files = pd.DataFrame({"file_name": [path.name for path, _ in keywords]})
-    return misses(detections_at, curve, stream, files, detector, posteriors, targets=[1e6])
+    return missed_keywords(detections_at, curve, stream, files, detector, posteriors, targets=[1e6])
 
 
 def test_misses_say_which_clips_were_lost_and_why(tone_clips):
