@@ -12,6 +12,7 @@ import math
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchaudio.functional as AF
 from torch import nn
@@ -291,6 +292,30 @@ class PhoneBand(RandomTransform):
         narrow = AF.resample(AF.resample(wave, self.sample_rate, 8000), 8000, self.sample_rate)[..., : wave.shape[-1]]
         return AF.lowpass_biquad(AF.highpass_biquad(narrow, self.sample_rate, 300.0), self.sample_rate, 3400.0)
 
+
+
+class RoomReverb(RandomTransform):
+    """Each chosen waveform heard in a room drawn from a bank of `rooms` impulse responses of the channel
+    simulation's small and large rooms (`speechcls.synth.channel`, drawn once with `seed`), at its own level:
+    a clip meets a new room at every epoch, where the two-engine set puts each clip in one. Needs the voices
+    extra (pyroomacoustics)."""
+
+    def __init__(self, rooms: int = 64, p: float = 0.5, seed: int = 0) -> None:
+        super().__init__(p)
+        from speechcls.synth.channel import Channel, room_impulse_response
+
+        if rooms < 1:
+            raise ValueError(f"RoomReverb: rooms must be at least 1, got {rooms}")
+        channel = Channel(weights={"small_room": 1.0, "large_room": 1.0}, mic_probability=0.0)
+        rng = np.random.default_rng(seed)
+        responses = [torch.from_numpy(room_impulse_response(channel.draw(rng))).float() for _ in range(rooms)]
+        self.register_buffer("impulses", nn.utils.rnn.pad_sequence(responses, batch_first=True), persistent=False)
+
+    def transform(self, wave: torch.Tensor) -> torch.Tensor:
+        rooms = self.impulses[torch.randint(len(self.impulses), wave.shape[:-1], device=wave.device)]
+        wet = AF.fftconvolve(wave, rooms)[..., : wave.shape[-1]]
+        # A room's response has its peak at 1 and an energy that varies with the room: keep the clip's level.
+        return wet * (wave.norm(dim=-1, keepdim=True) / wet.norm(dim=-1, keepdim=True).clamp(min=1e-8))
 
 class Augmentation(nn.Module):
     """The training-time transforms, which the LightningModule's training step applies in order:

@@ -88,7 +88,7 @@ def test_background_noise_folder_without_enough_noise_is_named(tmp_path):
 def test_speed_perturbation_changes_pitch_by_the_factor():
     t = torch.arange(16000) / 16000
     wave = torch.sin(2 * torch.pi * 1000 * t)[None]
-    peak_hz = lambda clip: float(torch.fft.rfft(clip[0, 4000:12000]).abs().argmax() * 16000 / 8000)  # noqa: E731
+    peak_hz = lambda clip: float(torch.fft.rfft(clip[0, 4000:12000]).abs().argmax() * 16000 / 8000)
     faster = SpeedPerturbation(factor=(1.1, 1.1), p=1.0)(wave)
     assert peak_hz(faster) == pytest.approx(1100, abs=5)
     assert faster.shape == wave.shape and (faster[0, :700] == 0).all()  # the clip ran out: silence
@@ -170,8 +170,9 @@ def compose_module(tmp_path, *overrides):
 
 
 TRANSFORMS = [
-    "wave.time_shift", "wave.speed", "wave.gain", "wave.noise", "wave.equalizer", "spectrogram.spec_augment", "mixup"
-]
+    "wave.time_shift", "wave.speed", "wave.gain", "wave.reverb", "wave.noise", "wave.equalizer",
+    "spectrogram.spec_augment", "mixup",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("only", TRANSFORMS)
@@ -179,6 +180,7 @@ def test_each_augmentation_changes_training_batches_and_never_evaluation_ones(tm
     overrides = [
         "augment=equalizer",
         "augment.mixup={_target_:speechcls.augment.Mixup,p:0.5}",
+        "augment.wave.reverb={_target_:speechcls.augment.RoomReverb,rooms:2,p:0.5}",
         *(f"augment.{t}=null" for t in TRANSFORMS if t != only),
         f"augment.{only}.p=1.0",
     ]
@@ -258,3 +260,19 @@ def test_phone_band_leaves_nothing_above_4_khz():
     high = torch.fft.rfftfreq(16000, 1 / 16000) > 4000
     assert narrow.shape == wave.shape
     assert float(power[:, high].sum() / power.sum()) < 5e-3  # white noise had half its power up there
+
+
+def test_room_reverb_gives_each_clip_a_room_at_its_own_level():
+    pytest.importorskip("pyroomacoustics")
+    from speechcls.augment import RoomReverb
+
+    clicks = torch.zeros(16, 16000)
+    clicks[:, 1600] = 1.0
+    heard = RoomReverb(rooms=4, p=1.0)(clicks)
+    assert heard.shape == clicks.shape and torch.allclose(heard.norm(dim=-1), clicks.norm(dim=-1), rtol=1e-4)
+    assert heard[:, :1600].abs().max() < 1e-6  # a room only follows the sound
+    energy = heard.pow(2)
+    tail = energy[:, 2400:].sum(-1) / energy.sum(-1)  # more than 50 ms after the click
+    assert (tail > 5e-3).all() and len(set(tail.round(decimals=4).tolist())) >= 2  # rooms differ from clip to clip
+    with pytest.raises(ValueError, match="rooms must be at least 1"):
+        RoomReverb(rooms=0)
