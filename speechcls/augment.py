@@ -293,7 +293,6 @@ class PhoneBand(RandomTransform):
         return AF.lowpass_biquad(AF.highpass_biquad(narrow, self.sample_rate, 300.0), self.sample_rate, 3400.0)
 
 
-
 class RoomReverb(RandomTransform):
     """Each chosen waveform heard in a room drawn from a bank of `rooms` impulse responses of the channel
     simulation's small and large rooms (`speechcls.synth.channel`, drawn once with `seed`), at its own level:
@@ -316,6 +315,7 @@ class RoomReverb(RandomTransform):
         wet = AF.fftconvolve(wave, rooms)[..., : wave.shape[-1]]
         # A room's response has its peak at 1 and an energy that varies with the room: keep the clip's level.
         return wet * (wave.norm(dim=-1, keepdim=True) / wet.norm(dim=-1, keepdim=True).clamp(min=1e-8))
+
 
 class Augmentation(nn.Module):
     """The training-time transforms, which the LightningModule's training step applies in order:
