@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import hydra
@@ -77,13 +77,27 @@ def matching_clips(detections: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
     return np.where(matches, clip, -1)
 
 
+def clips_hit(clip: np.ndarray, clips: int) -> np.ndarray:
+    """Which of `clips` keyword clips some detection hit, from `matching_clips`' row per detection."""
+    hit = np.zeros(clips, dtype=bool)
+    hit[clip[clip >= 0]] = True
+    return hit
+
+
+def overall_operating_points(curve: pd.DataFrame, targets: Sequence[float]) -> Iterator[tuple[float, pd.Series]]:
+    """(target, the operating point over all keywords) for each target rate that some threshold meets."""
+    for target in targets:
+        point = operating_point(curve[curve.keyword == ALL], target)
+        if point is not None:
+            yield target, point
+
+
 def rates(detections: pd.DataFrame, truth: pd.DataFrame, negative_hours: float) -> pd.DataFrame:
     """Clips, misses, false accepts, FRR and FA/h of `detections` (start, end, word) against `truth`
     (start, end, word of keyword clips that never overlap one window together), per word and overall."""
     truth = truth.sort_values("start", ignore_index=True)
     clip = matching_clips(detections, truth)
-    hit = np.zeros(len(truth), dtype=bool)
-    hit[clip[clip >= 0]] = True
+    hit = clips_hit(clip, len(truth))
     words, false_words = truth.word.to_numpy(), detections.word[clip < 0]
     rows = []
     for word in [*sorted(set(words)), ALL]:
@@ -173,10 +187,7 @@ def false_accepts(
     what the stream held under each: `heard` (keyword, speech or noise) and the word and file_name of
     that clip (rows of `clips[heard]`, in the order the stream was given them)."""
     truth, tables = stream.truth(), []
-    for target in targets:
-        point = operating_point(curve[curve.keyword == ALL], target)
-        if point is None:
-            continue
+    for target, point in overall_operating_points(curve, targets):
         detections = detections_at(point.threshold)
         false = detections[matching_clips(detections, truth) < 0].reset_index(drop=True)
         under = stream.under(false.start.to_numpy(), false.end.to_numpy())
@@ -223,14 +234,8 @@ def missed_keywords(
         top_score.append(best.max())
     scored = truth.assign(file_name=files, word_score=word_score, top_word=top_word, top_score=top_score)
     tables = []
-    for target in targets:
-        point = operating_point(curve[curve.keyword == ALL], target)
-        if point is None:
-            continue
-        hit = np.zeros(len(truth), dtype=bool)
-        clip = matching_clips(detections_at(point.threshold), truth)
-        hit[clip[clip >= 0]] = True
-        missed = scored[~hit]
+    for target, point in overall_operating_points(curve, targets):
+        missed = scored[~clips_hit(matching_clips(detections_at(point.threshold), truth), len(truth))]
         why = np.select(
             [
                 (missed.top_word != missed.word) & (missed.top_score >= point.threshold),

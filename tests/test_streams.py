@@ -78,13 +78,20 @@ class MishearingToneClassifier(ToneClassifier):
         return super().forward(wave)[:, [0, 3, 1, 2]]  # CLASSES: _silence_, _unknown_, go, yes
 
 
-def test_false_accepts_name_what_the_stream_held_under_them(tone_clips):
+def scored_stream(classifier: torch.nn.Module, tone_clips, **detector_options):
+    """A short stream of the tone clips, a detector with `classifier` on it, its posteriors, its detections
+    at a threshold, and its DET curve."""
     keywords, speech = tone_clips
     stream = KeywordStream(keywords, speech, snr_db=20.0, hours=0.02, block_slots=4, seed=3)
-    detector = Detector(MishearingToneClassifier(), CLASSES, hop=1024)
+    detector = Detector(classifier, CLASSES, hop=1024, **detector_options)
     posteriors = detector.posteriors(stream.blocks())
     detections_at = functools.partial(detector.detections, posteriors)
-    curve = det_curve(detections_at, stream.truth(), stream.negative_hours)
+    return stream, detector, posteriors, detections_at, det_curve(detections_at, stream.truth(), stream.negative_hours)
+
+
+def test_false_accepts_name_what_the_stream_held_under_them(tone_clips):
+    keywords, speech = tone_clips
+    stream, _, _, detections_at, curve = scored_stream(MishearingToneClassifier(), tone_clips)
     said = [f"other{i}" for i in range(len(speech))]
     clips = {
         "keyword": pd.DataFrame({"word": [word for _, word in keywords], "file_name": [p.name for p, _ in keywords]}),
@@ -109,14 +116,9 @@ def test_false_accepts_name_what_the_stream_held_under_them(tone_clips):
 
 
 def missed_clips(classifier: torch.nn.Module, tone_clips, **detector_options) -> pd.DataFrame:
-    """`misses` of a detector with `classifier` on a short stream of the tone clips, at the lowest threshold."""
-    keywords, speech = tone_clips
-    stream = KeywordStream(keywords, speech, snr_db=20.0, hours=0.02, block_slots=4, seed=3)
-    detector = Detector(classifier, CLASSES, hop=1024, **detector_options)
-    posteriors = detector.posteriors(stream.blocks())
-    detections_at = functools.partial(detector.detections, posteriors)
-    curve = det_curve(detections_at, stream.truth(), stream.negative_hours)
-    files = pd.DataFrame({"file_name": [path.name for path, _ in keywords]})
+    """`missed_keywords` of a detector with `classifier` on the short stream, at the lowest threshold."""
+    stream, detector, posteriors, detections_at, curve = scored_stream(classifier, tone_clips, **detector_options)
+    files = pd.DataFrame({"file_name": [path.name for path, _ in tone_clips[0]]})
     return missed_keywords(detections_at, curve, stream, files, detector, posteriors, targets=[1e6])
 
 
