@@ -6,7 +6,7 @@ voices for offline use (the English front ends fetch them from the net on first 
 are these Japanese voices speaking English phonemes: espeak-ng (the loader the espeak engine already
 uses) turns each word into IPA in one of the set's English accents, and `model_phonemes` writes it in
 the model's vocabulary. New speakers are random convex mixtures of the base voices' style vectors, at
-a random speed. The test split is spoken only by `test_voices`, base voices that never appear in
+a random speed, optionally stepped off the mixtures' plane (`style_spread`). The test split is spoken only by `test_voices`, base voices that never appear in
 training, not even inside a mixture.
 
 Determinism: the model has no random operators and runs on one thread per worker, so a clip's samples
@@ -72,6 +72,13 @@ class KokoroVoices:
 
     Training speakers are Dirichlet(`concentration`) mixtures of `train_voices`; test speakers mix only
     `test_voices`. `speed` is the model's speaking-rate input (1: its normal rate).
+
+    `style_spread` > 0 also moves each training speaker by a Gaussian step off the mixture: in every style
+    dimension `style_spread` times the training voices' spread there (their standard deviation). Four
+    voices span a 3-dimensional plane of the 256-dimensional style space and a held-out voice lies off it
+    (jf_nezumi's distance from the plane is 95 % of its distance from the voices' mean), so mixtures alone
+    never sound like it; the step makes speakers all around the plane, as far off it as a voice is from
+    the others at 1. Test speakers are never moved.
     """
 
     clips_per_word: int = 20
@@ -83,6 +90,7 @@ class KokoroVoices:
     test_voices: Sequence[str] = ("jf_nezumi",)
     concentration: float = 0.5
     speed: Sequence[float] = (0.8, 1.3)
+    style_spread: float = 0.0
 
     def __post_init__(self) -> None:
         self.train_voices, self.test_voices, self.speed = tuple(self.train_voices), tuple(self.test_voices), tuple(self.speed)
@@ -103,13 +111,16 @@ class KokoroVoices:
         # Rounded, then used as recorded (their sum stays within 0.002 of 1).
         mixture = {voice: round(float(weight), 3) for voice, weight in zip(voices, weights) if weight >= 0.0005}
         speed = round(rng.uniform(*self.speed), 2)
+        # Drawn only when used, so a set without the step keeps every clip it had.
+        step_seed = int(rng.integers(2**31)) if split == "train" and self.style_spread else None
+        step = _model().style_step(self.train_voices, self.style_spread, step_seed) if step_seed is not None else None
         ipa = phonemize(word, accent)
         phonemes, mapped, dropped = model_phonemes(ipa, _model().vocabulary)
         if not phonemes:
             raise RuntimeError(f"no phoneme of {word!r} ({ipa!r}, accent {accent}) is in Kokoro's vocabulary")
         # Speed up rather than cut a word that would not fit the clip.
         for _ in range(3):
-            speech = _model().speak(phonemes, mixture, speed)
+            speech = _model().speak(phonemes, mixture, speed, step)
             if len(speech) <= CLIP_SAMPLES or speed >= MAX_SPEED:
                 break
             speed = min(MAX_SPEED, round(speed * len(speech) / (0.9 * CLIP_SAMPLES) + 0.01, 2))
@@ -117,6 +128,7 @@ class KokoroVoices:
             "voice": " + ".join(f"{voice} {weight:.3f}" for voice, weight in mixture.items()),
             "accent": accent,
             "speed": speed,
+            **({"style_step_seed": step_seed} if step_seed is not None else {}),
             "ipa": ipa,
             "phonemes": phonemes,
             "mapped": " ".join(mapped) or None,
@@ -140,10 +152,19 @@ class _Kokoro:
             self.styles = {name: voices[name].reshape(len(voices[name]), -1).astype(np.float32) for name in BASE_VOICES}
         self.resample = torchaudio.transforms.Resample(MODEL_RATE, SAMPLE_RATE)
 
-    def speak(self, phonemes: str, mixture: dict[str, float], speed: float) -> torch.Tensor:
+    def style_step(self, voices: Sequence[str], spread: float, seed: int) -> np.ndarray:
+        """One speaker's step off the plane of `voices` (a row per phoneme count): `spread` times their
+        per-dimension standard deviation, times one standard normal direction drawn from `seed`."""
+        spreads = np.stack([self.styles[voice] for voice in voices]).std(axis=0)
+        direction = np.random.default_rng(seed).standard_normal(spreads.shape[1])
+        return (spread * spreads * direction).astype(np.float32)
+
+    def speak(self, phonemes: str, mixture: dict[str, float], speed: float, step: np.ndarray | None = None) -> torch.Tensor:
         tokens = [self.vocabulary[symbol] for symbol in phonemes]
         row = min(len(tokens), len(self.styles[BASE_VOICES[0]])) - 1
         style = sum(weight * self.styles[voice][row] for voice, weight in mixture.items())
+        if step is not None:
+            style = style + step[row]
         (audio,) = self.session.run(
             None,
             {
