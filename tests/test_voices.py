@@ -104,6 +104,34 @@ def test_overlapping_or_unknown_voices_are_rejected():
         KokoroVoices(train_voices=["af_heart"])
 
 
+def test_style_spread_moves_training_speakers_off_the_mixture_and_never_test_speakers():
+    import numpy as np
+
+    phonemize = lambda word, accent: "ˈʌp"  # noqa: E731
+    plain, spread = KokoroVoices(), KokoroVoices(style_spread=1.0)
+    same_draws = lambda: np.random.default_rng(3)  # noqa: E731
+    train_plain, row_plain = plain.speech("up", "train", "en-us", phonemize, same_draws())
+    train_moved, row_moved = spread.speech("up", "train", "en-us", phonemize, same_draws())
+    assert (row_moved["voice"], row_moved["speed"]) == (row_plain["voice"], row_plain["speed"])
+    assert "style_step_seed" not in row_plain and row_moved["style_step_seed"] >= 0
+    assert train_plain.shape != train_moved.shape or not np.allclose(train_plain, train_moved, atol=1e-3)
+    test_plain, _ = plain.speech("up", "test", "en-us", phonemize, same_draws())
+    test_spread, row_test = spread.speech("up", "test", "en-us", phonemize, same_draws())
+    assert "style_step_seed" not in row_test and np.array_equal(test_plain.numpy(), test_spread.numpy())
+    # A set without the step keeps the manifest it was built with; one with it is another set.
+    assert "style_spread" not in two_engines().manifest()["parameters"]["neural"]
+    assert two_engines(neural=spread).manifest()["parameters"]["neural"]["style_spread"] == 1.0
+
+    # The step: in every dimension the training voices' spread times one standard normal direction.
+    voices = ("jf_alpha", "jf_tebukuro")
+    spreads = np.stack([_model().styles[voice] for voice in voices]).std(axis=0)
+    step = _model().style_step(voices, 2.0, seed=5)
+    assert np.allclose(step, 2 * _model().style_step(voices, 1.0, seed=5))
+    direction = step[spreads > 1e-3] / (2 * spreads[spreads > 1e-3])
+    assert 0.8 < direction.std() < 1.2 and abs(direction.mean()) < 0.2
+    assert not np.allclose(step, _model().style_step(voices, 2.0, seed=6))
+
+
 def test_concurrent_first_uses_assemble_the_model_once(tmp_path, monkeypatch):
     """Two worker processes on a fresh machine (no assembled model yet) both get a working model."""
     import multiprocessing

@@ -6,8 +6,8 @@ voices for offline use (the English front ends fetch them from the net on first 
 are these Japanese voices speaking English phonemes: espeak-ng (the loader the espeak engine already
 uses) turns each word into IPA in one of the set's English accents, and `model_phonemes` writes it in
 the model's vocabulary. New speakers are random convex mixtures of the base voices' style vectors, at
-a random speed, optionally stepped off the mixtures' plane (`style_spread`). The test split is spoken only by `test_voices`, base voices that never appear in
-training, not even inside a mixture.
+a random speed, optionally stepped off the mixtures' plane (`style_spread`). The test split is spoken
+only by `test_voices`, base voices that never appear in training, not even inside a mixture.
 
 Determinism: the model has no random operators and runs on one thread per worker, so a clip's samples
 depend on its drawn parameters only.
@@ -76,9 +76,9 @@ class KokoroVoices:
     `style_spread` > 0 also moves each training speaker by a Gaussian step off the mixture: in every style
     dimension `style_spread` times the training voices' spread there (their standard deviation). Four
     voices span a 3-dimensional plane of the 256-dimensional style space and a held-out voice lies off it
-    (jf_nezumi's distance from the plane is 95 % of its distance from the voices' mean), so mixtures alone
-    never sound like it; the step makes speakers all around the plane, as far off it as a voice is from
-    the others at 1. Test speakers are never moved.
+    (jf_nezumi's distance from the plane is about 80 % of its distance from the voices' mean), so mixtures
+    never sound like it; the step puts speakers all around the plane, at 1 as far from their mixture as a
+    base voice is from the voices' mean. Test speakers are never moved.
     """
 
     clips_per_word: int = 20

